@@ -1,0 +1,1 @@
+"""Pieces of the side-by-side benchmark suite (benchmarks/run.py)."""

@@ -1,0 +1,1 @@
+"""The ``treadle`` command line: parsing only; the work is done by the engine and the API."""

@@ -1,0 +1,95 @@
+"""Shared CLI plumbing: settings from flags, errors as one line, output formats."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, NoReturn
+
+import typer
+from rich.console import Console
+
+from treadle.errors import ConfigError, ServiceUnavailable, TreadleError
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+def fail(message: str, code: int = 1) -> NoReturn:
+    # soft_wrap: one line however narrow the terminal (logs and tests read it as one).
+    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    raise typer.Exit(code)
+
+
+@contextmanager
+def friendly_errors() -> Iterator[None]:
+    """Turn treadle errors into one line and an exit code (2 for config/service problems)."""
+    try:
+        yield
+    except (ConfigError, ServiceUnavailable) as exc:
+        fail(exc.message, 2)
+    except TreadleError as exc:
+        fail(exc.message, 1)
+
+
+def configure_logging(level: str = "info", fmt: str = "text") -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    if fmt == "json":
+        handler.setFormatter(_JsonFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    logging.getLogger("uvicorn.access").setLevel(logging.WARNING)
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    # aiormq logs every failed connect at ERROR with the same text our broker reports in one
+    # line of its own (at start) or as a retry warning (later): keep one voice.
+    logging.getLogger("aiormq.connection").setLevel(logging.CRITICAL)
+
+
+class _JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        data: dict[str, Any] = {
+            "ts": self.formatTime(record),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        for key in ("run_id", "task_id", "attempt_id"):
+            if hasattr(record, key):
+                data[key] = getattr(record, key)
+        if record.exc_info:
+            data["exc"] = self.formatException(record.exc_info)
+        return json.dumps(data)
+
+
+def emit(data: Any, output: str, table: Callable[[Any], None]) -> None:
+    """Print ``data`` as a table (default), JSON or YAML."""
+    if output == "json":
+        print(json.dumps(data, indent=2, default=str))
+    elif output == "yaml":
+        from ruamel.yaml import YAML
+
+        yaml = YAML(typ="safe", pure=True)
+        yaml.default_flow_style = False
+        yaml.dump(data, sys.stdout)
+    else:
+        table(data)
+
+
+def parse_inputs(pairs: list[str] | None) -> dict[str, Any]:
+    """``k=v`` pairs; values that parse as JSON keep their type."""
+    result: dict[str, Any] = {}
+    for pair in pairs or []:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            fail(f"bad --input {pair!r}: use KEY=VALUE")
+        try:
+            result[key] = json.loads(value)
+        except ValueError:
+            result[key] = value
+    return result

@@ -1,0 +1,1 @@
+"""The engine: scheduling decisions, the coordinator that applies them, control operations."""

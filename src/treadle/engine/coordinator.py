@@ -1,0 +1,328 @@
+"""The coordinator: advances runs, rings doorbells for due tasks, sweeps expired leases.
+
+Any number of coordinators may run against one store. Every write is a compare-and-set, so
+two coordinators advancing the same run cannot both move a task; lost broker messages are made
+good by the periodic sweeps (unsettled runs, due tasks that were never answered).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from treadle.broker.base import COORDINATOR_QUEUE, Broker, Delivery
+from treadle.engine.extensions import CoordinatorExtensions
+from treadle.engine.fanout import finish_group
+from treadle.engine.scheduler import FANOUT_WINDOW, decide, needs_outputs
+from treadle.engine.subworkflow import child_finished, start_child
+from treadle.errors import NotFound
+from treadle.model.states import RunStatus
+from treadle.observability import metrics
+from treadle.store.base import Store
+from treadle.store.records import RunRecord, TaskRecord
+
+log = logging.getLogger(__name__)
+
+SPEC_CACHE_RUNS = 2000
+SMALL_RUN_TASKS = 200
+BIG_RUN_COALESCE_SECONDS = 0.02
+
+
+@dataclass(frozen=True, slots=True)
+class CoordinatorSettings:
+    tick_seconds: float = 0.25
+    sweep_seconds: float = 1.0
+    redeliver_after: float = 15.0
+    delivery_limit: int = 5
+    batch: int = 500
+    fanout_window: int = FANOUT_WINDOW
+    queue_rates: Mapping[str, float] = field(default_factory=dict)  # tasks/s per queue
+    #: Runs advanced at once: each pass is a few store round trips, so overlapping the passes
+    #: of independent runs hides their latency (compare-and-set keeps runs apart).
+    parallel_runs: int = 8
+
+
+class Coordinator:
+    """Applies scheduling decisions; see the module docstring."""
+
+    def __init__(
+        self, store: Store, broker: Broker, settings: CoordinatorSettings | None = None
+    ) -> None:
+        self.store = store
+        self.broker = broker
+        self.settings = settings or CoordinatorSettings()
+        self._inbox: asyncio.Queue[Delivery] = asyncio.Queue()
+        self._tasks: list[asyncio.Task[None]] = []
+        self.advanced = 0
+        # run id -> task id -> (spec, depends_on): immutable, so cached across passes.
+        self._specs: dict[str, dict[str, tuple[dict[str, Any], list[str]]]] = {}
+        self._waiters: dict[str, list[asyncio.Future[RunRecord]]] = {}
+        # Called with task ids whose attempts must stop now (in-process workers register here;
+        # remote workers notice through their kill check).
+        self.kill_hooks: list[Callable[[Sequence[str]], object]] = []
+        # Waits, concurrency and rate limits, schedules, callbacks (engine/extensions.py).
+        self.extensions = CoordinatorExtensions(
+            store, self.advance, queue_rates=self.settings.queue_rates, broker=broker
+        )
+
+    # -- lifecycle ------------------------------------------------------------------------
+    async def start(self) -> None:
+        await self.resume_all()
+        self._tasks = [
+            asyncio.create_task(self._feed(), name="coordinator-feed"),
+            asyncio.create_task(self._advance_loop(), name="coordinator-advance"),
+            asyncio.create_task(self._timer_loop(), name="coordinator-timers"),
+        ]
+
+    async def stop(self) -> None:
+        await self.extensions.stop()
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self._tasks = []
+
+    async def resume_all(self) -> None:
+        """After a start: look at every unfinished run once (doorbells may have been lost)."""
+        run_ids = await self.store.active_run_ids(limit=100_000)
+        for start in range(0, len(run_ids), 200):
+            await self.advance(run_ids[start : start + 200])
+
+    # -- loops ----------------------------------------------------------------------------
+    async def _feed(self) -> None:
+        while True:
+            try:
+                async for delivery in self.broker.consume(COORDINATOR_QUEUE, prefetch=1000):
+                    await self._inbox.put(delivery)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # the broker reconnects; keep consuming
+                log.warning("coordinator feed interrupted: %s", exc)
+                await asyncio.sleep(1.0)
+
+    async def _advance_loop(self) -> None:
+        while True:
+            first = await self._inbox.get()
+            batch = [first]
+            self._drain_into(batch)
+            if any(len(self._specs.get(d.body, ())) > SMALL_RUN_TASKS for d in batch):
+                # A big run (a fan-out) finishes tasks in a stream: wait a moment so one pass
+                # covers many of them instead of re-reading every row for each one.
+                await asyncio.sleep(BIG_RUN_COALESCE_SECONDS)
+                self._drain_into(batch)
+            run_ids = list(dict.fromkeys(d.body for d in batch))
+            try:
+                await self.advance(run_ids)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                metrics.STORE_ERRORS.labels("advance").inc()
+                log.warning("advancing %d runs failed, will retry: %s", len(run_ids), exc)
+                for delivery in batch:
+                    await delivery.nack()
+                await asyncio.sleep(0.5)
+                continue
+            for delivery in batch:
+                await delivery.ack()
+
+    def _drain_into(self, batch: list[Delivery]) -> None:
+        while not self._inbox.empty() and len(batch) < self.settings.batch:
+            batch.append(self._inbox.get_nowait())
+
+    async def _timer_loop(self) -> None:
+        last_sweep = 0.0
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(self.settings.tick_seconds)
+            try:
+                await self.ring_due()
+                await self.extensions.tick()
+                if loop.time() - last_sweep >= self.settings.sweep_seconds:
+                    last_sweep = loop.time()
+                    await self.sweep()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("coordinator timers: %s", exc)
+
+    # -- work -----------------------------------------------------------------------------
+    async def advance(self, run_ids: Iterable[str]) -> None:
+        """Advance each run's graph as far as it can go now (several runs at once)."""
+        ids = list(dict.fromkeys(run_ids))
+        if len(ids) <= 1 or self.settings.parallel_runs <= 1:
+            for run_id in ids:
+                with contextlib.suppress(NotFound):
+                    await self._advance_one(run_id)
+            return
+        gate = asyncio.Semaphore(self.settings.parallel_runs)
+
+        async def one(run_id: str) -> None:
+            async with gate:
+                with contextlib.suppress(NotFound):
+                    await self._advance_one(run_id)
+
+        results = await asyncio.gather(*(one(r) for r in ids), return_exceptions=True)
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
+
+    async def _advance_one(self, run_id: str) -> None:
+        # Skips and template failures can unblock further tasks at once, so decide again
+        # until a pass changes no task status.
+        for _ in range(1000):
+            if not await self._advance_pass(run_id):
+                return
+
+    async def _load(self, run_id: str) -> tuple[RunRecord, list[TaskRecord]]:
+        """The run and its tasks: light rows plus cached immutable specs, outputs if needed."""
+        cached = self._specs.get(run_id)
+        if cached is None:
+            run = await self.store.get_run(run_id)
+            full = await self.store.get_tasks(run_id)
+            self._remember(run_id, full)
+            if not needs_outputs(run, full):
+                return run, full
+            cached = self._specs[run_id]
+        # Small runs read outputs in the same transaction (one round trip); big fan-outs read
+        # them only on the passes that render or finish.
+        small = len(cached) <= SMALL_RUN_TASKS
+        run, states, outputs = await self.store.load_run_state(run_id, small)
+        if any(row["id"] not in cached for row in states):
+            self._specs.pop(run_id, None)  # tasks were added (layers, fan-out): reload once
+            return await self._load(run_id)
+        # Light rows carry no timestamps; the scheduler does not read them.
+        tasks = [
+            TaskRecord(
+                **row,
+                spec=cached[row["id"]][0],
+                depends_on=cached[row["id"]][1],
+                created_at=run.created_at,
+                output=outputs.get(row["id"]) if outputs else None,
+            )
+            for row in states
+        ]
+        if not small and needs_outputs(run, tasks):
+            outputs = await self.store.task_outputs(run_id)
+            tasks = [
+                TaskRecord(
+                    **row,
+                    spec=cached[row["id"]][0],
+                    depends_on=cached[row["id"]][1],
+                    created_at=run.created_at,
+                    output=outputs.get(row["id"]),
+                )
+                for row in states
+            ]
+        return run, tasks
+
+    def _remember(self, run_id: str, tasks: Sequence[TaskRecord]) -> None:
+        self._specs[run_id] = {t.id: (t.spec, t.depends_on) for t in tasks}
+        while len(self._specs) > SPEC_CACHE_RUNS:
+            self._specs.pop(next(iter(self._specs)))
+
+    async def _advance_pass(self, run_id: str) -> bool:
+        run, tasks = await self._load(run_id)
+        if run.status == RunStatus.PENDING and not await self.extensions.admit(run):
+            return False  # waits for a concurrency slot
+        layers = await self.store.get_layers(run_id)
+        now = await self.store.now()
+        decision = decide(run, tasks, now, layers, None, self.settings.fanout_window)
+        self.advanced += 1
+        for parent in decision.groups_done:
+            children = await self.store.get_children(parent.id)
+            decision.task_changes.append(finish_group(parent, children, now))
+        layers_won = await self.store.update_layers(decision.layer_changes)
+        expanded = 0
+        for change, children in decision.expansions:
+            # The parent's compare-and-set and its children's rows go in one transaction, so
+            # nobody sees a running group without its children (or children twice).
+            if await self.store.expand_task(change, children):
+                expanded += 1
+        run_change = (run.id, run.version, decision.run_values) if decision.run_values else None
+        events = [(run.id, kind, "coordinator", detail) for kind, detail in decision.events]
+        won_ids, updated = await self.store.apply_decision(
+            decision.task_changes, decision.settled, run_change, events
+        )
+        won = set(won_ids)
+        queued_ids = {t.id for t in decision.queued}
+        await self.publish([t for t in decision.queued if t.id in won])
+        for task, rendered in decision.subworkflows:
+            if task.id in won:
+                await start_child(self.store, self.broker, run, task, rendered)
+        self.kill([k for k in decision.kills if k in won])
+        if updated is not None and RunStatus(updated.status).terminal:
+            self._specs.pop(run_id, None)
+            self._notify_finished(updated)
+            metrics.observe_run(updated)
+            if updated.parent_id:
+                await child_finished(self.store, self.broker, updated)
+            await self.extensions.run_finished(updated)
+        return (
+            bool(expanded)
+            or bool(layers_won)
+            or any(
+                "status" in c.values and c.task_id in won and c.task_id not in queued_ids
+                for c in decision.task_changes
+            )
+        )
+
+    def kill(self, task_ids: Sequence[str]) -> None:
+        """Stop running attempts of these tasks in this process's workers at once."""
+        if task_ids:
+            for hook in self.kill_hooks:
+                hook(task_ids)
+
+    def _notify_finished(self, run: RunRecord) -> None:
+        for waiter in self._waiters.pop(run.id, []):
+            if not waiter.done():
+                waiter.set_result(run)
+
+    def finished_future(self, run_id: str) -> asyncio.Future[RunRecord]:
+        """A future resolved when this coordinator sees ``run_id`` finish (in-process waits)."""
+        future: asyncio.Future[RunRecord] = asyncio.get_running_loop().create_future()
+        self._waiters.setdefault(run_id, []).append(future)
+        return future
+
+    async def publish(self, tasks: Sequence[TaskRecord]) -> None:
+        """Ring the doorbell of each task's queue."""
+        by_queue: dict[str, list[str]] = defaultdict(list)
+        for task in await self.extensions.before_publish(tasks):
+            by_queue[task.queue].append(task.id)
+        for queue, ids in by_queue.items():
+            await self.broker.publish(queue, ids)
+
+    async def ring_due(self) -> int:
+        """Publish queued tasks that are due and unanswered (retries after backoff, lost bells)."""
+        now = await self.store.now()
+        due = await self.store.due_tasks(
+            now, now - timedelta(seconds=self.settings.redeliver_after), self.settings.batch
+        )
+        if due:
+            await self.store.mark_published([t.id for t in due], now)
+            await self.publish(due)
+        return len(due)
+
+    async def sweep(self) -> None:
+        """Re-queue tasks whose lease expired and advance runs with unseen finished tasks."""
+        changed = await self.store.expire_leases(self.settings.delivery_limit)
+        metrics.LEASE_EXPIRIES.inc(len(changed))
+        for task in changed:
+            log.warning(
+                "lease of task %s expired; now %s",
+                task.id,
+                task.status,
+                extra={"run_id": task.run_id, "task_id": task.id},
+            )
+        run_ids = set(await self.store.unsettled_run_ids(self.settings.batch))
+        run_ids.update(t.run_id for t in changed)
+        now = await self.store.now()
+        run_ids.update(await self.store.overdue_run_ids(now, self.settings.batch))
+        if run_ids:
+            await self.advance(sorted(run_ids))

@@ -1,0 +1,166 @@
+"""A node: one process's store, broker and the roles it runs (coordinator, worker).
+
+``treadle standalone`` runs every role in one node; ``treadle api|coordinator|worker`` run one
+each. The API's lifespan starts and stops the node it serves.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from treadle.broker.factory import open_broker
+from treadle.config import Settings
+from treadle.engine.coordinator import Coordinator, CoordinatorSettings
+from treadle.engine.service import EngineService
+from treadle.errors import ServiceUnavailable, TreadleError
+from treadle.store.factory import open_store
+from treadle.worker.handlers import import_modules
+from treadle.worker.worker import Worker, WorkerSettings
+
+log = logging.getLogger(__name__)
+
+DEFINITION_SUFFIXES = (".yaml", ".yml", ".json")
+
+
+class Node:
+    """Owns the connections and roles of one treadle process."""
+
+    def __init__(self, settings: Settings, roles: Sequence[str]) -> None:
+        self.settings = settings
+        self.roles = set(roles)
+        self.service: EngineService | None = None
+
+    async def start(self) -> EngineService:
+        import_modules(self.settings.imports)
+        store = open_store(self.settings.db)
+        broker = open_broker(self.settings.broker)
+        try:
+            # Ping before migrating: an unreachable store then fails with a line naming it.
+            await store.ping()
+            if self.settings.automigrate:
+                await store.migrate()
+            await broker.connect()
+        except TreadleError:
+            await store.close()
+            raise
+        except Exception as exc:
+            await store.close()
+            raise ServiceUnavailable(f"cannot start: {exc}") from exc
+        service = EngineService(store, broker)
+        self.service = service
+        if "coordinator" in self.roles:
+            service.coordinator = Coordinator(
+                store,
+                broker,
+                CoordinatorSettings(
+                    delivery_limit=self.settings.delivery_limit,
+                    queue_rates=self.settings.queue_rates,
+                ),
+            )
+            service.coordinator.extensions.set_start_run(service.start_run)
+            await service.coordinator.start()
+        if "worker" in self.roles:
+            runtime_settings = {
+                "output_limit": self.settings.output_limit,
+                "container_host": self.settings.container_host,
+                "container_bind_allow": self.settings.container_bind_allow,
+                "container_network": self.settings.container_network,
+                "container_result_limit": self.settings.container_result_limit,
+                "container_stop_grace": self.settings.container_stop_grace,
+            }
+            capabilities = {"kinds": _kinds(), **await _container_capability(runtime_settings)}
+            worker = Worker(
+                store,
+                broker,
+                WorkerSettings(
+                    queues=self.settings.queues,
+                    lease_seconds=self.settings.lease_seconds,
+                    heartbeat_seconds=self.settings.heartbeat_seconds,
+                    grace_seconds=self.settings.grace_seconds,
+                    runtime_settings=runtime_settings,
+                ),
+                capabilities=capabilities,
+            )
+            await worker.start()
+            service.workers.append(worker)
+            if service.coordinator is not None:
+                service.coordinator.kill_hooks.append(worker.cancel_tasks)
+        for folder in self.settings.definitions:
+            await load_definitions_dir(service, Path(folder))
+        return service
+
+    async def stop(self) -> None:
+        service = self.service
+        if service is None:
+            return
+        for worker in service.workers:
+            await worker.stop()  # within settings.grace_seconds
+        if service.coordinator is not None:
+            await service.coordinator.stop()
+        await service.broker.close()
+        await service.store.close()
+        self.service = None
+
+
+async def _container_capability(settings: dict[str, Any]) -> dict[str, Any]:
+    """Register the container runtime when the docker SDK is installed; report the engine."""
+    try:
+        from treadle.runtime.container import ContainerRuntime
+    except ImportError as exc:
+        reason = f"the docker SDK is not installed ({exc}); pip install 'treadle[containers]'"
+        _register_missing_container_runtime(reason)
+        return {"containers": False, "container_reason": reason}
+    from treadle.runtime.registry import register_runtime
+
+    runtime = ContainerRuntime({k: v for k, v in settings.items() if v is not None})
+    register_runtime("container", runtime.run)
+    unavailable = await runtime.available()
+    return {
+        "containers": unavailable is None,
+        "container_host": runtime.host,
+        **({"container_reason": unavailable} if unavailable else {}),
+    }
+
+
+def _register_missing_container_runtime(reason: str) -> None:
+    from treadle.runtime.base import AttemptContext, TaskFailed
+    from treadle.runtime.registry import register_runtime
+
+    async def refuse(spec: Any, ctx: AttemptContext) -> Any:
+        raise TaskFailed(
+            f"no container runtime configured: {reason}",
+            retryable=False,
+            error_type="ContainerRuntimeUnavailable",
+        )
+
+    register_runtime("container", refuse)
+
+
+def _kinds() -> list[str]:
+    from treadle.runtime.registry import known_kinds
+
+    return known_kinds()
+
+
+async def load_definitions_dir(service: EngineService, folder: Path) -> list[tuple[str, Any]]:
+    """Load every definition file of ``folder``; a bad file is reported and skipped."""
+    from treadle.api.definitions_io import import_definition_text
+
+    results: list[tuple[str, Any]] = []
+    if not folder.is_dir():
+        log.error("definitions folder %s does not exist", folder)
+        return results
+    for path in sorted(folder.iterdir()):
+        if path.suffix.lower() not in DEFINITION_SUFFIXES:
+            continue
+        try:
+            record = await import_definition_text(service, path.read_text(), None, None)
+            results.append((path.name, record))
+            log.info("loaded definition %s v%s from %s", record.name, record.version, path)
+        except TreadleError as exc:
+            log.error("skipped %s: %s", path, exc.message)
+            results.append((path.name, exc))
+    return results

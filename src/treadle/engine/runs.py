@@ -1,0 +1,128 @@
+"""Creating runs: rows for the run, its tasks and its layers, written in one go.
+
+Used by :class:`~treadle.engine.service.EngineService` (API, CLI) and by the coordinator when a
+``subworkflow`` task starts a child run.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from treadle.broker.base import COORDINATOR_QUEUE, Broker
+from treadle.errors import InvalidState
+from treadle.model.definition import Definition
+from treadle.model.inputs import resolve_inputs
+from treadle.model.parse import definition_from_document
+from treadle.model.states import RunStatus, TaskStatus
+from treadle.store.base import Store
+from treadle.store.records import LayerRecord, RunRecord, TaskRecord
+
+#: How deep subworkflows may nest: a definition that starts itself stops here.
+MAX_SUBWORKFLOW_DEPTH = 10
+
+
+def new_id() -> str:
+    return str(uuid.uuid4())
+
+
+@dataclass(frozen=True, slots=True)
+class RunOptions:
+    """How to start a run besides its definition and inputs."""
+
+    version: int | None = None
+    run_id: str | None = None  # a caller-chosen id (schedules derive one per tick)
+    dialect: str = "native"
+    labels: dict[str, Any] = field(default_factory=dict)
+    actor: str = "api"
+    parent_id: str | None = None
+    paused: bool = False
+
+
+def build_tasks(
+    run_id: str, model: Definition, document: dict[str, Any], now: datetime
+) -> list[TaskRecord]:
+    """One pending (or paused) task row per task of the definition."""
+    deps = model.dependencies()
+    records = []
+    for seq, (task, doc) in enumerate(zip(model.tasks, document["tasks"], strict=True)):
+        records.append(
+            TaskRecord(
+                id=new_id(),
+                run_id=run_id,
+                name=task.name,
+                seq=seq,
+                status=(TaskStatus.PAUSED if task.paused else TaskStatus.PENDING).value,
+                spec=doc,
+                depends_on=deps[task.name],
+                queue=task.queue,
+                priority=task.priority,
+                created_at=now,
+                layer=task.layer,
+            )
+        )
+    return records
+
+
+def build_layers(run_id: str, model: Definition, now: datetime) -> list[LayerRecord]:
+    return [
+        LayerRecord(
+            id=new_id(),
+            run_id=run_id,
+            name=layer.name,
+            priority=layer.priority,
+            status="pending",
+            created_at=now,
+            paused=layer.paused,
+        )
+        for layer in model.layers
+    ]
+
+
+async def create_run(
+    store: Store,
+    broker: Broker,
+    definition: str | dict[str, Any],
+    inputs: dict[str, Any] | None,
+    options: RunOptions,
+) -> RunRecord:
+    """Validate, write the rows, record the event and ring the coordinator's bell."""
+    dialect = options.dialect
+    if isinstance(definition, str):
+        record = await store.get_definition(definition, options.version)
+        model = definition_from_document(record.document)
+        dialect = dialect if dialect != "native" else record.dialect
+    else:
+        model = definition_from_document(definition)
+    depth = int(options.labels.get("depth", 0))
+    if depth > MAX_SUBWORKFLOW_DEPTH:
+        raise InvalidState(
+            f"subworkflow depth limit {MAX_SUBWORKFLOW_DEPTH} reached starting "
+            f"{model.name!r}: does the definition start itself?"
+        )
+    document = model.to_document()
+    document.setdefault("version", model.version)
+    resolved = resolve_inputs({k: v.model_dump() for k, v in model.inputs.items()}, inputs or {})
+    now = await store.now()
+    run = RunRecord(
+        id=options.run_id or new_id(),
+        definition_name=model.name,
+        definition_version=int(document["version"]),
+        definition=document,
+        status=(RunStatus.PAUSED if options.paused else RunStatus.PENDING).value,
+        inputs=resolved,
+        created_at=now,
+        dialect=dialect,
+        labels=dict(options.labels),
+        parent_id=options.parent_id,
+    )
+    tasks = build_tasks(run.id, model, document, now)
+    await store.create_run(run, tasks, build_layers(run.id, model, now))
+    detail: dict[str, Any] = {"definition": model.name, "version": run.definition_version}
+    if options.paused:
+        detail["paused"] = True
+    await store.add_event(run.id, "run.created", options.actor, detail)
+    await broker.publish(COORDINATOR_QUEUE, [run.id])
+    return run

@@ -1,0 +1,161 @@
+"""Rendering of task templates in a Jinja2 sandbox.
+
+Templates are rendered right before a task is dispatched, so they see the outputs of every task
+that finished before it. A string that is one whole expression (``"{{ tasks.a.output.json }}"``)
+keeps the expression's native type; any other string renders to text.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import re
+from collections.abc import Mapping
+from typing import Any
+
+import jinja2
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+from treadle.errors import TemplateError
+
+MAX_RENDERED_CHARS = 1_000_000
+_WHOLE_EXPRESSION = re.compile(r"^\s*\{\{(?P<expr>(?:(?!\}\}).)*)\}\}\s*$", re.DOTALL)
+
+# Fields that are structure, not content: they are never rendered as templates.
+UNRENDERED_FIELDS = frozenset(
+    {
+        "name",
+        "kind",
+        "depends_on",
+        "description",
+        "outputs",
+        "if",
+        "trigger_rule",
+        "allow_failure",
+        "retry",
+        "queue",
+        "priority",
+        "timeout",
+        "each",
+        "max_parallel",
+        "layer",
+        "paused",
+        "pre",  # rendered step by step by the scheduler
+        "post",  # rendered by the worker once the task's outcome is known
+    }
+)
+
+
+def _to_json(value: Any) -> str:
+    return json.dumps(value, default=str)
+
+
+def _make_env() -> ImmutableSandboxedEnvironment:
+    env = ImmutableSandboxedEnvironment(
+        undefined=jinja2.StrictUndefined, autoescape=False, keep_trailing_newline=True
+    )
+    env.filters["tojson"] = _to_json
+    env.filters["json"] = _to_json
+    return env
+
+
+_ENV = _make_env()
+
+
+# Compiling is the costly part of rendering; a fan-out renders one spec thousands of times.
+@functools.lru_cache(maxsize=4096)
+def _compiled_expression(expression: str) -> Any:
+    return _ENV.compile_expression(expression, undefined_to_none=False)
+
+
+@functools.lru_cache(maxsize=4096)
+def _compiled_template(source: str) -> jinja2.Template:
+    return _ENV.from_string(source)
+
+
+def has_template(value: str) -> bool:
+    return "{{" in value or "{%" in value
+
+
+def render_string(source: str, context: Mapping[str, Any], where: str = "") -> Any:
+    """Render one template string; a lone ``{{ expr }}`` keeps its native type."""
+    if not has_template(source):
+        return source
+    label = f" in `{where}`" if where else ""
+    try:
+        match = _WHOLE_EXPRESSION.match(source)
+        if match and "{%" not in source:
+            expression = _compiled_expression(match.group("expr").strip())
+            value = expression(**context)
+            if isinstance(value, jinja2.Undefined):
+                str(value)  # StrictUndefined raises here, naming the missing name
+            return value
+        text = _compiled_template(source).render(**context)
+    except jinja2.TemplateSyntaxError as exc:
+        raise TemplateError(f"template syntax error{label}: {source!r}: {exc.message}") from exc
+    except jinja2.UndefinedError as exc:
+        raise TemplateError(f"template error{label}: {source!r}: {exc.message}") from exc
+    except jinja2.exceptions.SecurityError as exc:
+        raise TemplateError(f"template refused{label}: {source!r}: {exc}") from exc
+    except (TypeError, ValueError, ArithmeticError, LookupError, AttributeError) as exc:
+        raise TemplateError(f"template error{label}: {source!r}: {exc}") from exc
+    if len(text) > MAX_RENDERED_CHARS:
+        raise TemplateError(f"template output{label} exceeds {MAX_RENDERED_CHARS} characters")
+    return text
+
+
+def render_value(value: Any, context: Mapping[str, Any], where: str = "") -> Any:
+    """Render every string inside ``value`` (dicts and lists walked recursively)."""
+    if isinstance(value, str):
+        return render_string(value, context, where)
+    if isinstance(value, list):
+        return [render_value(v, context, f"{where}[{i}]") for i, v in enumerate(value)]
+    if isinstance(value, dict):
+        return {
+            k: render_value(v, context, f"{where}.{k}" if where else k) for k, v in value.items()
+        }
+    return value
+
+
+def render_text(value: Any, context: Mapping[str, Any], where: str = "") -> str:
+    """Render and coerce to text (argv items, URLs, messages)."""
+    rendered = render_string(value, context, where) if isinstance(value, str) else value
+    if isinstance(rendered, str):
+        return rendered
+    if isinstance(rendered, dict | list):
+        return json.dumps(rendered)
+    return "" if rendered is None else str(rendered)
+
+
+def render_task_spec(spec: Mapping[str, Any], context: Mapping[str, Any]) -> dict[str, Any]:
+    """Render a task's spec (its JSON document) except the structural fields."""
+    out: dict[str, Any] = {}
+    for key, value in spec.items():
+        if key in UNRENDERED_FIELDS:
+            out[key] = value
+        elif key in {"command", "url", "message", "body", "method", "cwd"} or key == "env":
+            out[key] = _render_textual(key, value, context)
+        else:
+            out[key] = render_value(value, context, key)
+    return out
+
+
+def _render_textual(key: str, value: Any, context: Mapping[str, Any]) -> Any:
+    if isinstance(value, list):
+        return [render_text(v, context, f"{key}[{i}]") for i, v in enumerate(value)]
+    if isinstance(value, dict):
+        return {k: render_text(v, context, f"{key}.{k}") for k, v in value.items()}
+    return render_text(value, context, key)
+
+
+def evaluate_condition(source: Any, context: Mapping[str, Any]) -> bool:
+    """Truth of an ``if`` field: a template, or a bare expression."""
+    if isinstance(source, bool):
+        return source
+    text = str(source)
+    if not has_template(text):
+        text = "{{ " + text + " }}"
+    value = render_string(text, context, "if")
+    if isinstance(value, str):
+        return value.strip().lower() not in {"", "false", "0", "no", "none", "null", "off"}
+    return bool(value)

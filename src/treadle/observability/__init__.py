@@ -1,0 +1,1 @@
+"""Metrics (Prometheus), tracing (OpenTelemetry, optional) for every role."""

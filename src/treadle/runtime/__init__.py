@@ -1,0 +1,1 @@
+"""Runtimes: how each executing task kind runs one attempt."""

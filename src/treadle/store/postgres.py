@@ -1,0 +1,199 @@
+"""PostgreSQL store: the shared SQL logic over asyncpg, a connection pool and the server's clock.
+
+URL forms: ``postgresql://user:pass@host:5432/db`` (also ``postgres://`` and
+``postgresql+asyncpg://``). Query options treadle reads itself, and does not pass to the driver:
+
+- ``schema=NAME`` (or ``search_path=NAME``): keep every table in that schema, created on
+  ``migrate()`` when missing. Tests use it to isolate; deployments may share one database.
+- ``pool_size=N`` and ``max_overflow=N``: size of the connection pool.
+- ``connect_timeout=SECONDS``: how long to wait for the server before giving up.
+- ``pre_ping=true``: test each pooled connection with a round trip before using it. Off by
+  default: a connection broken by a server restart fails one transaction (a one-line
+  ServiceUnavailable, which every engine loop retries) and is then replaced, while a ping costs
+  a round trip on every transaction.
+
+The store's clock is the server's (leases and timers must agree across hosts), but reading it is
+not a round trip per call: the offset between the server clock and the local one is sampled
+(midpoint of a ``clock_timestamp()`` round trip) and refreshed every few seconds.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import orjson
+from sqlalchemy import func, select, text
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError
+from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
+
+from treadle.errors import ConfigError
+from treadle.store.migrate import alembic_config
+from treadle.store.schema import UTCDateTime
+from treadle.store.sql import SqlStore, utcnow
+
+SCHEMES = ("postgresql", "postgres", "postgresql+asyncpg")
+_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
+# Any constant works: it only has to be the same for every treadle process on a database.
+_MIGRATION_LOCK = 0x7472_6561_646C
+# Seconds between two samples of the server clock's offset.
+CLOCK_REFRESH_SECONDS = 5.0
+
+
+def _json_dumps(value: Any) -> str:
+    return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
+
+
+@dataclass(frozen=True, slots=True)
+class PostgresSettings:
+    """What :func:`parse_postgres_url` reads from a URL."""
+
+    driver_url: URL
+    schema: str | None
+    pool_size: int
+    max_overflow: int
+    connect_timeout: float
+    pre_ping: bool = False
+
+    @property
+    def public_url(self) -> str:
+        """The URL to show: the ``postgresql://`` form with the password masked."""
+        query = {"schema": self.schema} if self.schema else {}
+        url = self.driver_url.set(drivername="postgresql", query=query)
+        return url.render_as_string(hide_password=True)
+
+
+def _int_option(options: dict[str, Any], name: str, default: int) -> int:
+    raw = options.pop(name, None)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"postgres URL option {name}={raw!r} is not a whole number") from None
+    if value < 0:
+        raise ConfigError(f"postgres URL option {name}={raw!r} must not be negative")
+    return value
+
+
+def parse_postgres_url(url: str) -> PostgresSettings:
+    """Split a PostgreSQL URL into the driver URL and treadle's own options."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError as exc:
+        raise ConfigError(f"cannot parse postgres URL: {exc}") from None
+    if parsed.drivername not in SCHEMES:
+        raise ConfigError(
+            f"not a postgres URL: scheme {parsed.drivername!r} (use postgresql://...)"
+        )
+    options: dict[str, Any] = dict(parsed.query)
+    schema = options.pop("schema", None) or options.pop("search_path", None)
+    options.pop("search_path", None)
+    if isinstance(schema, tuple):
+        raise ConfigError("postgres URL names more than one schema")
+    if schema is not None and not _IDENTIFIER.match(schema):
+        raise ConfigError(
+            f"postgres schema {schema!r} is not a plain identifier "
+            "(letters, digits and _, not starting with a digit)"
+        )
+    pool_size = _int_option(options, "pool_size", 10)
+    max_overflow = _int_option(options, "max_overflow", 10)
+    connect_timeout = float(_int_option(options, "connect_timeout", 10))
+    pre_ping_raw = str(options.pop("pre_ping", "false")).lower()
+    if pre_ping_raw not in {"true", "false", "1", "0", "yes", "no"}:
+        raise ConfigError(f"postgres URL option pre_ping={pre_ping_raw!r} is not true or false")
+    return PostgresSettings(
+        driver_url=parsed.set(drivername="postgresql+asyncpg", query=options),
+        schema=schema,
+        pool_size=pool_size,
+        max_overflow=max_overflow,
+        connect_timeout=connect_timeout,
+        pre_ping=pre_ping_raw in {"true", "1", "yes"},
+    )
+
+
+class PostgresStore(SqlStore):
+    """PostgreSQL through asyncpg: a pooled engine, leases on the server clock."""
+
+    skip_locked = True
+
+    def __init__(
+        self, url: str, *, pool_size: int | None = None, max_overflow: int | None = None
+    ) -> None:
+        settings = parse_postgres_url(url)
+        connect_args: dict[str, Any] = {"timeout": settings.connect_timeout}
+        if settings.schema:
+            # Set on every new connection, so every statement (and Alembic) sees only our schema.
+            connect_args["server_settings"] = {"search_path": settings.schema}
+        engine = create_async_engine(
+            settings.driver_url,
+            pool_size=pool_size if pool_size is not None else settings.pool_size,
+            max_overflow=max_overflow if max_overflow is not None else settings.max_overflow,
+            pool_pre_ping=settings.pre_ping,
+            connect_args=connect_args,
+            json_serializer=_json_dumps,
+            json_deserializer=orjson.loads,
+        )
+        super().__init__(engine, settings.public_url)
+        self.schema = settings.schema
+        self._offset: timedelta | None = None
+        self._offset_at = 0.0
+        self._uncertainty = 0.0
+        self._last = datetime.min.replace(tzinfo=utcnow().tzinfo)
+
+    async def migrate(self) -> None:
+        """Create the schema if missing, then run the Alembic migrations.
+
+        An advisory lock makes processes that start together migrate one after another.
+        """
+
+        def _upgrade(connection: Any) -> None:
+            from alembic import command
+
+            command.upgrade(alembic_config(connection), "head")
+
+        async with self._tx() as conn:
+            await conn.execute(select(func.pg_advisory_xact_lock(_MIGRATION_LOCK)))
+            if self.schema:
+                await conn.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"'))
+            await conn.run_sync(_upgrade)
+
+    def _stale(self) -> bool:
+        return self._offset is None or time.monotonic() - self._offset_at > CLOCK_REFRESH_SECONDS
+
+    async def now(self) -> datetime:
+        if self._stale():
+            async with self._tx() as conn:
+                await self._sample_clock(conn)
+        return self._estimate()
+
+    async def _clock(self, conn: AsyncConnection) -> datetime:
+        # Sampled on the transaction's own connection (a second one could starve the pool).
+        if self._stale():
+            await self._sample_clock(conn)
+        return self._estimate()
+
+    async def _sample_clock(self, conn: AsyncConnection) -> None:
+        # clock_timestamp(), not now(): now() stays at the start of the transaction.
+        sent = utcnow()
+        stamp = (await conn.execute(select(func.clock_timestamp(type_=UTCDateTime())))).scalar_one()
+        received = utcnow()
+        assert isinstance(stamp, datetime)
+        self._offset = stamp - (sent + (received - sent) / 2)
+        self._offset_at = time.monotonic()
+        self._uncertainty = (received - sent).total_seconds() / 2
+
+    def _due(self, now: datetime) -> datetime:
+        # Two processes' estimates of the server clock differ by up to the sum of their sample
+        # errors: a task another process made available "now" must not look early to us.
+        return now + timedelta(seconds=min(0.25, 0.005 + 4 * self._uncertainty))
+
+    def _estimate(self) -> datetime:
+        assert self._offset is not None
+        # Never step back when a new sample moves the offset by a fraction of a millisecond.
+        self._last = max(self._last, utcnow() + self._offset)
+        return self._last

@@ -1,0 +1,1139 @@
+"""A :class:`~treadle.store.base.Store` over SQLAlchemy Core, shared by SQLite and PostgreSQL.
+
+Each state change is one conditional UPDATE on ``(id, version)`` or on the attempt's status;
+the subclasses only say how to connect and which clock to trust.
+"""
+
+from __future__ import annotations
+
+import base64
+import functools
+import logging
+import uuid
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import (
+    String,
+    and_,
+    bindparam,
+    delete,
+    func,
+    insert,
+    or_,
+    select,
+    tuple_,
+    update,
+)
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from treadle.errors import Conflict, NotFound, ServiceUnavailable
+from treadle.model.states import AttemptStatus, TaskStatus
+from treadle.store import schema as t
+from treadle.store.records import (
+    LIGHT_TASK_FIELDS,
+    AttemptOutcome,
+    AttemptRecord,
+    DefinitionRecord,
+    EventRecord,
+    LayerChange,
+    LayerRecord,
+    LogChunk,
+    NewLog,
+    RunRecord,
+    TaskChange,
+    TaskRecord,
+    WorkerRecord,
+)
+from treadle.store.sql_triggers import RUN_TABLES as TRIGGER_RUN_TABLES
+from treadle.store.sql_triggers import SqlTriggersMixin
+
+log = logging.getLogger(__name__)
+
+_TERMINAL = [s.value for s in TaskStatus if s.terminal]
+_BATCH = 500  # rows per statement batch: well under SQLite's bound-parameter limit
+# Columns the scheduler needs on every pass; the JSON ones (spec, depends_on, outputs) are
+# immutable or loaded only when a task is dispatched.
+_LIGHT_COLUMNS = LIGHT_TASK_FIELDS
+
+
+# Hot-path statements are built once: SQLAlchemy memoizes a statement's cache key on the
+# object, so reusing it skips construction and key generation on every call.
+_C = t.tasks.c
+_A = t.attempts.c
+_GET_RUN = select(t.runs).where(t.runs.c.id == bindparam("run_id"))
+_TASK_STATES = (
+    select(*[_C[name] for name in _LIGHT_COLUMNS])
+    .where(_C.run_id == bindparam("run_id"))
+    .order_by(_C.seq)
+)
+_TASK_OUTPUTS = select(_C.id, _C.output).where(
+    _C.run_id == bindparam("run_id"), _C.output.is_not(None)
+)
+_LOCK_VERSIONS = (
+    select(_C.id, _C.version)
+    .where(_C.id.in_(bindparam("ids", expanding=True)))
+    .order_by(_C.id)
+    .with_for_update()
+)
+_MARK_SETTLED = (
+    update(t.tasks).where(_C.id.in_(bindparam("ids", expanding=True))).values(settled=True)
+)
+_CLAIM = (
+    update(t.tasks)
+    .where(
+        _C.id.in_(bindparam("ids", expanding=True)),
+        _C.status == TaskStatus.QUEUED.value,
+        _C.available_at <= bindparam("due"),
+    )
+    .values(
+        status=TaskStatus.RUNNING.value,
+        attempt_id=_C.id + "." + func.cast(_C.attempt_count + 1, String),
+        attempt_count=_C.attempt_count + 1,
+        started_at=bindparam("now"),
+        version=_C.version + 1,
+    )
+    .returning(*t.tasks.c)
+)
+_LIVE_ATTEMPTS = (
+    select(_A.id)
+    .where(_A.id.in_(bindparam("ids", expanding=True)), _A.status == AttemptStatus.RUNNING.value)
+    .with_for_update()
+)
+_FINISH_ATTEMPT = (
+    update(t.attempts)
+    .where(_A.id == bindparam("b_id"), _A.status == AttemptStatus.RUNNING.value)
+    .values(
+        status=bindparam("b_status"),
+        finished_at=bindparam("b_now"),
+        output=bindparam("b_output"),
+        error=bindparam("b_error"),
+    )
+)
+_TASK_FENCE = (
+    _C.id == bindparam("b_task"),
+    _C.attempt_id == bindparam("b_id"),
+    _C.status == TaskStatus.RUNNING.value,
+)
+_FINISH_TASK = (
+    update(t.tasks)
+    .where(*_TASK_FENCE)
+    .values(
+        status=bindparam("b_status"),
+        output=bindparam("b_output"),
+        error=bindparam("b_error"),
+        finished_at=bindparam("b_now"),
+        settled=False,
+        version=_C.version + 1,
+    )
+)
+_RETRY_TASK = (
+    update(t.tasks)
+    .where(*_TASK_FENCE)
+    .values(
+        status=TaskStatus.QUEUED.value,
+        output=bindparam("b_output"),
+        error=bindparam("b_error"),
+        queued_at=bindparam("b_now"),
+        available_at=bindparam("b_at"),
+        published_at=None,
+        finished_at=None,
+        settled=False,
+        version=_C.version + 1,
+    )
+)
+
+
+# A run's definition and inputs never change: the coordinator's per-pass read skips them (they
+# can be megabytes of JSON for a big graph) once this process has seen them.
+_RUN_LIGHT_COLUMNS = [c for c in t.runs.c if c.name not in ("definition", "inputs")]
+_GET_RUN_LIGHT = select(*_RUN_LIGHT_COLUMNS).where(t.runs.c.id == bindparam("run_id"))
+_IMMUTABLE_CACHE_RUNS = 2000
+
+
+@functools.lru_cache(maxsize=64)
+def _task_cas(keys: tuple[str, ...]) -> Any:
+    """The compare-and-set UPDATE for one set of task columns, built once per set."""
+    return (
+        update(t.tasks)
+        .where(_C.id == bindparam("w_id"), _C.version == bindparam("w_version"))
+        .values({**{k: bindparam(f"v_{k}") for k in keys}, "version": _C.version + 1})
+    )
+
+
+def new_id() -> str:
+    return uuid.uuid4().hex
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def _run(row: Any, definition: Any = None, inputs: Any = None) -> RunRecord:
+    """A run from a full row, or from a light one plus its cached immutable columns."""
+    m = row._mapping
+    return RunRecord(
+        id=m["id"],
+        definition_name=m["definition_name"],
+        definition_version=m["definition_version"],
+        definition=m["definition"] if definition is None else definition,
+        status=m["status"],
+        inputs=m["inputs"] if inputs is None else inputs,
+        created_at=m["created_at"],
+        version=m["version"],
+        error=m["error"],
+        started_at=m["started_at"],
+        finished_at=m["finished_at"],
+        parent_id=m["parent_id"],
+        dialect=m["dialect"],
+        labels=m["labels"] or {},
+        output=m["output"],
+        deadline_at=m["deadline_at"],
+    )
+
+
+def _layer(row: Any) -> LayerRecord:
+    m = row._mapping
+    return LayerRecord(**{name: m[name] for name in LayerRecord.__slots__})
+
+
+def _task(row: Any) -> TaskRecord:
+    m = row._mapping
+    return TaskRecord(**{name: m[name] for name in TaskRecord.__slots__})
+
+
+def _attempt(row: Any) -> AttemptRecord:
+    m = row._mapping
+    return AttemptRecord(**{name: m[name] for name in AttemptRecord.__slots__})
+
+
+def _task_values(task: TaskRecord) -> dict[str, Any]:
+    return {name: getattr(task, name) for name in TaskRecord.__slots__}
+
+
+def encode_cursor(created_at: datetime, run_id: str) -> str:
+    return base64.urlsafe_b64encode(f"{created_at.isoformat()}|{run_id}".encode()).decode()
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, str]:
+    try:
+        at, run_id = base64.urlsafe_b64decode(cursor.encode()).decode().split("|", 1)
+        return datetime.fromisoformat(at), run_id
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise NotFound(f"invalid cursor: {cursor!r}") from exc
+
+
+class SqlStore(SqlTriggersMixin):
+    """Store logic on an :class:`AsyncEngine`; see :mod:`treadle.store.base` for the contract."""
+
+    url: str
+    # Backends with row locks (PostgreSQL) let concurrent sweepers skip each other's rows.
+    skip_locked: bool = False
+
+    def __init__(self, engine: AsyncEngine, url: str) -> None:
+        self.engine = engine
+        self.url = url
+        self._immutable: OrderedDict[str, tuple[Any, Any]] = OrderedDict()
+
+    # -- plumbing -------------------------------------------------------------------------
+    @asynccontextmanager
+    async def _tx(self) -> AsyncIterator[AsyncConnection]:
+        try:
+            async with self.engine.begin() as conn:
+                yield conn
+        except (OperationalError, DBAPIError) as exc:
+            if isinstance(exc, IntegrityError):
+                raise
+            reason = (str(exc.orig) or type(exc.orig).__name__).strip().splitlines()[0]
+            raise ServiceUnavailable(f"store {self.url}: {reason}") from exc
+        except OSError as exc:
+            raise ServiceUnavailable(f"store {self.url} unreachable: {exc}") from exc
+
+    async def migrate(self) -> None:
+        from treadle.store.migrate import upgrade
+
+        await upgrade(self.engine)
+
+    async def close(self) -> None:
+        await self.engine.dispose()
+
+    async def ping(self) -> None:
+        async with self._tx() as conn:
+            await conn.execute(select(1))
+
+    async def now(self) -> datetime:
+        return utcnow()
+
+    def _due(self, now: datetime) -> datetime:
+        """The latest ``available_at`` a claim at ``now`` accepts (see PostgresStore)."""
+        return now
+
+    async def _clock(self, conn: AsyncConnection) -> datetime:
+        """The store's clock, read on the connection of the transaction in progress.
+
+        Subclasses with a server clock read it there: asking :meth:`now` instead would take a
+        second pooled connection while holding this one, and a burst could starve the pool.
+        """
+        return utcnow()
+
+    # -- definitions ----------------------------------------------------------------------
+    async def put_definition(self, record: DefinitionRecord) -> DefinitionRecord:
+        record_at = record.created_at or utcnow()
+        try:
+            async with self._tx() as conn:
+                await conn.execute(
+                    insert(t.definitions).values(
+                        name=record.name,
+                        version=record.version,
+                        dialect=record.dialect,
+                        document=record.document,
+                        source=record.source,
+                        created_at=record_at,
+                    )
+                )
+        except IntegrityError as exc:
+            raise Conflict(
+                f"definition {record.name!r} version {record.version} exists already"
+            ) from exc
+        return DefinitionRecord(
+            record.name, record.version, record.document, record.source, record.dialect, record_at
+        )
+
+    async def get_definition(self, name: str, version: int | None = None) -> DefinitionRecord:
+        query = select(t.definitions).where(t.definitions.c.name == name)
+        if version is not None:
+            query = query.where(t.definitions.c.version == version)
+        query = query.order_by(t.definitions.c.version.desc()).limit(1)
+        async with self._tx() as conn:
+            row = (await conn.execute(query)).first()
+        if row is None:
+            what = f"{name!r} version {version}" if version is not None else repr(name)
+            raise NotFound(f"no definition {what}")
+        m = row._mapping
+        return DefinitionRecord(
+            m["name"], m["version"], m["document"], m["source"], m["dialect"], m["created_at"]
+        )
+
+    async def list_definitions(self) -> list[DefinitionRecord]:
+        latest = (
+            select(t.definitions.c.name, func.max(t.definitions.c.version).label("v"))
+            .group_by(t.definitions.c.name)
+            .subquery()
+        )
+        query = (
+            select(t.definitions)
+            .join(
+                latest,
+                and_(t.definitions.c.name == latest.c.name, t.definitions.c.version == latest.c.v),
+            )
+            .order_by(t.definitions.c.name)
+        )
+        async with self._tx() as conn:
+            rows = (await conn.execute(query)).all()
+        return [
+            DefinitionRecord(r.name, r.version, r.document, r.source, r.dialect, r.created_at)
+            for r in rows
+        ]
+
+    async def definition_versions(self, name: str) -> list[int]:
+        query = (
+            select(t.definitions.c.version)
+            .where(t.definitions.c.name == name)
+            .order_by(t.definitions.c.version)
+        )
+        async with self._tx() as conn:
+            return [r[0] for r in (await conn.execute(query)).all()]
+
+    # -- runs -----------------------------------------------------------------------------
+    async def create_run(
+        self,
+        run: RunRecord,
+        tasks: Sequence[TaskRecord],
+        layers: Sequence[LayerRecord] = (),
+    ) -> None:
+        values = {name: getattr(run, name) for name in RunRecord.__slots__}
+        try:
+            async with self._tx() as conn:
+                await conn.execute(insert(t.runs).values(**values))
+                if tasks:
+                    await conn.execute(insert(t.tasks), [_task_values(task) for task in tasks])
+                if layers:
+                    await conn.execute(
+                        insert(t.layers),
+                        [
+                            {name: getattr(layer, name) for name in LayerRecord.__slots__}
+                            for layer in layers
+                        ],
+                    )
+        except IntegrityError as exc:
+            raise Conflict(f"run {run.id!r} or one of its tasks exists already") from exc
+
+    # -- layers ---------------------------------------------------------------------------
+    async def get_layers(self, run_id: str) -> list[LayerRecord]:
+        c = t.layers.c
+        query = select(t.layers).where(c.run_id == run_id).order_by(c.priority, c.created_at)
+        async with self._tx() as conn:
+            return [_layer(r) for r in (await conn.execute(query)).all()]
+
+    async def get_layer(self, layer_id: str) -> LayerRecord:
+        async with self._tx() as conn:
+            row = (await conn.execute(select(t.layers).where(t.layers.c.id == layer_id))).first()
+        if row is None:
+            raise NotFound(f"no layer {layer_id!r}")
+        return _layer(row)
+
+    async def update_layers(self, changes: Sequence[LayerChange]) -> list[str]:
+        won: list[str] = []
+        if not changes:
+            return won
+        c = t.layers.c
+        async with self._tx() as conn:
+            for change in changes:
+                stmt = (
+                    update(t.layers)
+                    .where(c.id == change.layer_id, c.version == change.expected_version)
+                    .values(**change.values, version=c.version + 1)
+                )
+                if (await conn.execute(stmt)).rowcount == 1:
+                    won.append(change.layer_id)
+        return won
+
+    async def expand_task(self, change: TaskChange, children: Sequence[TaskRecord]) -> bool:
+        c = t.tasks.c
+        async with self._tx() as conn:
+            result = await conn.execute(
+                update(t.tasks)
+                .where(c.id == change.task_id, c.version == change.expected_version)
+                .values(**change.values, version=c.version + 1)
+            )
+            if result.rowcount != 1:
+                return False
+            rows = [_task_values(child) for child in children]
+            for start in range(0, len(rows), 1000):
+                await conn.execute(insert(t.tasks), rows[start : start + 1000])
+        return True
+
+    async def delete_tasks(self, task_ids: Sequence[str]) -> None:
+        ids = list(task_ids)
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            async with self._tx() as conn:
+                await conn.execute(delete(t.logs).where(t.logs.c.task_id.in_(chunk)))
+                await conn.execute(delete(t.attempts).where(t.attempts.c.task_id.in_(chunk)))
+                await conn.execute(delete(t.tasks).where(t.tasks.c.id.in_(chunk)))
+
+    async def overdue_run_ids(self, now: datetime, limit: int = 100) -> list[str]:
+        c = t.runs.c
+        query = (
+            select(c.id)
+            .where(c.deadline_at < now, c.status.in_(["pending", "running", "paused"]))
+            .order_by(c.deadline_at)
+            .limit(limit)
+        )
+        async with self._tx() as conn:
+            return [r[0] for r in (await conn.execute(query)).all()]
+
+    async def add_tasks(self, tasks: Sequence[TaskRecord]) -> None:
+        if not tasks:
+            return
+        try:
+            async with self._tx() as conn:
+                await conn.execute(insert(t.tasks), [_task_values(task) for task in tasks])
+        except IntegrityError as exc:
+            raise Conflict("one of the tasks exists already") from exc
+
+    async def get_run(self, run_id: str) -> RunRecord:
+        async with self._tx() as conn:
+            row = (await conn.execute(_GET_RUN, {"run_id": run_id})).first()
+        if row is None:
+            raise NotFound(f"no run {run_id!r}")
+        return _run(row)
+
+    async def list_runs(
+        self,
+        *,
+        status: str | None = None,
+        definition: str | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+        created_after: datetime | None = None,
+        created_before: datetime | None = None,
+        id_prefix: str | None = None,
+    ) -> tuple[list[RunRecord], str | None]:
+        c = t.runs.c
+        query = select(t.runs)
+        if status:
+            query = query.where(c.status == status)
+        if definition:
+            query = query.where(c.definition_name == definition)
+        if created_after:
+            query = query.where(c.created_at >= created_after)
+        if created_before:
+            query = query.where(c.created_at < created_before)
+        if id_prefix:
+            query = query.where(c.id.startswith(id_prefix, autoescape=True))
+        if cursor:
+            at, run_id = decode_cursor(cursor)
+            query = query.where(tuple_(c.created_at, c.id) < tuple_(at, run_id))
+        query = query.order_by(c.created_at.desc(), c.id.desc()).limit(limit + 1)
+        async with self._tx() as conn:
+            rows = [_run(r) for r in (await conn.execute(query)).all()]
+        next_cursor = None
+        if len(rows) > limit:
+            rows = rows[:limit]
+            next_cursor = encode_cursor(rows[-1].created_at, rows[-1].id)
+        return rows, next_cursor
+
+    async def count_runs(self, *, status: str | None = None) -> int:
+        query = select(func.count()).select_from(t.runs)
+        if status:
+            query = query.where(t.runs.c.status == status)
+        async with self._tx() as conn:
+            return int((await conn.execute(query)).scalar_one())
+
+    async def active_run_ids(self, limit: int = 1000) -> list[str]:
+        query = (
+            select(t.runs.c.id)
+            .where(t.runs.c.status.in_(["pending", "running"]))
+            .order_by(t.runs.c.created_at)
+            .limit(limit)
+        )
+        async with self._tx() as conn:
+            return [r[0] for r in (await conn.execute(query)).all()]
+
+    async def update_run(
+        self, run_id: str, expected_version: int, values: dict[str, Any]
+    ) -> RunRecord | None:
+        stmt = (
+            update(t.runs)
+            .where(t.runs.c.id == run_id, t.runs.c.version == expected_version)
+            .values(**values, version=t.runs.c.version + 1)
+            .returning(*t.runs.c)
+        )
+        async with self._tx() as conn:
+            row = (await conn.execute(stmt)).first()
+        return _run(row) if row is not None else None
+
+    # -- tasks ----------------------------------------------------------------------------
+    async def get_tasks(self, run_id: str) -> list[TaskRecord]:
+        query = select(t.tasks).where(t.tasks.c.run_id == run_id).order_by(t.tasks.c.seq)
+        async with self._tx() as conn:
+            return [_task(r) for r in (await conn.execute(query)).all()]
+
+    async def get_children(self, parent_id: str) -> list[TaskRecord]:
+        c = t.tasks.c
+        query = select(t.tasks).where(c.parent_id == parent_id).order_by(c.seq)
+        async with self._tx() as conn:
+            return [_task(r) for r in (await conn.execute(query)).all()]
+
+    async def load_run_state(
+        self, run_id: str, with_outputs: bool
+    ) -> tuple[RunRecord, list[dict[str, Any]], dict[str, Any] | None]:
+        params = {"run_id": run_id}
+        async with self._tx() as conn:
+            immutable = self._immutable.get(run_id)
+            if immutable is None:
+                row = (await conn.execute(_GET_RUN, params)).first()
+            else:
+                row = (await conn.execute(_GET_RUN_LIGHT, params)).first()
+            if row is None:
+                raise NotFound(f"no run {run_id!r}")
+            states = [
+                dict(zip(_LIGHT_COLUMNS, r, strict=True))
+                for r in (await conn.execute(_TASK_STATES, params)).all()
+            ]
+            outputs = None
+            if with_outputs:
+                rows = (await conn.execute(_TASK_OUTPUTS, params)).all()
+                # A Python None is stored as JSON null, which IS NOT NULL lets through.
+                outputs = {r[0]: r[1] for r in rows if r[1] is not None}
+        if immutable is None:
+            run = _run(row)
+            self._remember_run(run)
+            return run, states, outputs
+        return _run(row, *immutable), states, outputs
+
+    def _remember_run(self, run: RunRecord) -> None:
+        self._immutable[run.id] = (run.definition, run.inputs)
+        while len(self._immutable) > _IMMUTABLE_CACHE_RUNS:
+            self._immutable.popitem(last=False)
+
+    async def apply_decision(
+        self,
+        changes: Sequence[TaskChange],
+        settled: Sequence[str],
+        run_change: tuple[str, int, dict[str, Any]] | None,
+        events: Sequence[tuple[str, str, str, dict[str, Any]]],
+    ) -> tuple[list[str], RunRecord | None]:
+        won: list[str] = []
+        updated: RunRecord | None = None
+        async with self._tx() as conn:
+            for start in range(0, len(changes), _BATCH):
+                won.extend(await self._cas_batch(conn, changes[start : start + _BATCH]))
+            if settled:
+                await conn.execute(_MARK_SETTLED, {"ids": list(settled)})
+            if run_change is not None:
+                run_id, version, values = run_change
+                row = (
+                    await conn.execute(
+                        update(t.runs)
+                        .where(t.runs.c.id == run_id, t.runs.c.version == version)
+                        .values(**values, version=t.runs.c.version + 1)
+                        .returning(*t.runs.c)
+                    )
+                ).first()
+                if row is not None:
+                    updated = _run(row)
+                    now = await self._clock(conn)
+                    for event_run, kind, actor, detail in events:
+                        await conn.execute(
+                            insert(t.events).values(
+                                run_id=event_run, at=now, kind=kind, actor=actor, detail=detail
+                            )
+                        )
+        return won, updated
+
+    async def get_task_states(self, run_id: str) -> list[TaskRecord]:
+        async with self._tx() as conn:
+            rows = (await conn.execute(_TASK_STATES, {"run_id": run_id})).all()
+            run = (await conn.execute(_GET_RUN, {"run_id": run_id})).first()
+        created = run._mapping["created_at"] if run is not None else utcnow()
+        return [
+            TaskRecord(
+                **dict(zip(_LIGHT_COLUMNS, row, strict=True)),
+                spec={},
+                depends_on=[],
+                created_at=created,
+            )
+            for row in rows
+        ]
+
+    async def task_outputs(self, run_id: str) -> dict[str, Any]:
+        c = t.tasks.c
+        query = select(c.id, c.output).where(c.run_id == run_id, c.output.is_not(None))
+        async with self._tx() as conn:
+            rows = (await conn.execute(query)).all()
+        # A Python None is stored as JSON null, which IS NOT NULL lets through.
+        return {row[0]: row[1] for row in rows if row[1] is not None}
+
+    async def get_task(self, task_id: str) -> TaskRecord:
+        async with self._tx() as conn:
+            row = (await conn.execute(select(t.tasks).where(t.tasks.c.id == task_id))).first()
+        if row is None:
+            raise NotFound(f"no task {task_id!r}")
+        return _task(row)
+
+    async def update_tasks(self, changes: Sequence[TaskChange]) -> list[str]:
+        won: list[str] = []
+        if not changes:
+            return won
+        async with self._tx() as conn:
+            for start in range(0, len(changes), _BATCH):
+                won.extend(await self._cas_batch(conn, changes[start : start + _BATCH]))
+        return won
+
+    async def _cas_batch(self, conn: AsyncConnection, changes: Sequence[TaskChange]) -> list[str]:
+        """Compare-and-set many tasks with one statement per set of columns.
+
+        The current versions are read first with the rows locked in one fixed order (on
+        PostgreSQL; SQLite has one writer), so we know which changes hold; the UPDATE keeps
+        the version check as the guard all the same.
+        """
+        if len(changes) == 1:
+            # One row: a single conditional UPDATE is the whole compare-and-set.
+            only = changes[0]
+            single = {f"v_{k}": v for k, v in only.values.items()}
+            single["w_id"] = only.task_id
+            single["w_version"] = only.expected_version
+            result = await conn.execute(_task_cas(tuple(sorted(only.values))), single)
+            return [only.task_id] if result.rowcount == 1 else []
+        firsts: dict[str, TaskChange] = {}
+        for change in changes:
+            firsts.setdefault(change.task_id, change)
+        query = (
+            select(_C.id, _C.version)
+            .where(_C.id.in_(list(firsts)))
+            .order_by(_C.id)
+            .with_for_update()
+        )
+        current = dict((await conn.execute(query)).all())
+        holding = [ch for ch in firsts.values() if current.get(ch.task_id) == ch.expected_version]
+        groups: dict[tuple[str, ...], list[TaskChange]] = {}
+        for change in holding:
+            groups.setdefault(tuple(sorted(change.values)), []).append(change)
+        for keys, group in groups.items():
+            params = [
+                {
+                    "w_id": ch.task_id,
+                    "w_version": ch.expected_version,
+                    **{f"v_{key}": value for key, value in ch.values.items()},
+                }
+                for ch in group
+            ]
+            await conn.execute(_task_cas(keys), params)
+        return [ch.task_id for ch in holding]
+
+    # -- dispatch -------------------------------------------------------------------------
+    async def due_tasks(
+        self, now: datetime, redeliver_before: datetime, limit: int
+    ) -> list[TaskRecord]:
+        c = t.tasks.c
+        query = (
+            select(t.tasks)
+            .where(
+                c.status == TaskStatus.QUEUED.value,
+                c.available_at <= now,
+                or_(
+                    c.published_at.is_(None),
+                    c.published_at < c.available_at,
+                    c.published_at < redeliver_before,
+                ),
+            )
+            .order_by(c.priority.desc(), c.available_at)
+            .limit(limit)
+        )
+        async with self._tx() as conn:
+            return [_task(r) for r in (await conn.execute(query)).all()]
+
+    async def mark_published(self, task_ids: Sequence[str], at: datetime) -> None:
+        if task_ids:
+            async with self._tx() as conn:
+                await conn.execute(
+                    update(t.tasks).where(t.tasks.c.id.in_(list(task_ids))).values(published_at=at)
+                )
+
+    async def claim(
+        self, task_ids: Sequence[str], worker_id: str, lease_seconds: float
+    ) -> list[tuple[TaskRecord, AttemptRecord]]:
+        claimed: list[tuple[TaskRecord, AttemptRecord]] = []
+        if not task_ids:
+            return claimed
+        now = await self.now()
+        async with self._tx() as conn:
+            return await self._claim_on(conn, task_ids, worker_id, lease_seconds, now)
+
+    async def _claim_on(
+        self,
+        conn: Any,
+        task_ids: Sequence[str],
+        worker_id: str,
+        lease_seconds: float,
+        now: datetime,
+    ) -> list[tuple[TaskRecord, AttemptRecord]]:
+        claimed: list[tuple[TaskRecord, AttemptRecord]] = []
+        lease = now + timedelta(seconds=lease_seconds)
+        # One statement for the whole batch; the attempt id is derived from the task id and
+        # the attempt number, so it is unique without a second round trip.
+        rows = (
+            await conn.execute(
+                _CLAIM,
+                {"ids": list(dict.fromkeys(task_ids)), "now": now, "due": self._due(now)},
+            )
+        ).all()
+        for row in rows:
+            task = TaskRecord(**row._mapping)
+            assert task.attempt_id is not None
+            claimed.append(
+                (
+                    task,
+                    AttemptRecord(
+                        id=task.attempt_id,
+                        task_id=task.id,
+                        run_id=task.run_id,
+                        number=task.attempt_count,
+                        status=AttemptStatus.RUNNING.value,
+                        worker_id=worker_id,
+                        started_at=now,
+                        lease_expires_at=lease,
+                    ),
+                )
+            )
+        if claimed:
+            await conn.execute(
+                insert(t.attempts),
+                [{name: getattr(a, name) for name in AttemptRecord.__slots__} for _, a in claimed],
+            )
+        return claimed
+
+    async def claim_next(
+        self, queue: str, limit: int, worker_id: str, lease_seconds: float
+    ) -> list[tuple[TaskRecord, AttemptRecord]]:
+        if limit <= 0:
+            return []
+        now = await self.now()
+        query = (
+            select(_C.id)
+            .where(
+                _C.queue == queue,
+                _C.status == TaskStatus.QUEUED.value,
+                _C.available_at <= self._due(now),
+            )
+            .order_by(_C.priority.desc(), _C.available_at, _C.seq)
+            .limit(limit)
+        )
+        if self.skip_locked:
+            # Competing workers pass over rows another one is claiming instead of picking the
+            # same ones and coming back empty (their bells would then be acked unanswered).
+            query = query.with_for_update(skip_locked=True)
+        async with self._tx() as conn:
+            ids = [r[0] for r in (await conn.execute(query)).all()]
+            if not ids:
+                return []
+            return await self._claim_on(conn, ids, worker_id, lease_seconds, now)
+
+    async def live_attempts(self, attempt_ids: Sequence[str]) -> list[str]:
+        if not attempt_ids:
+            return []
+        c = t.tasks.c
+        query = select(c.attempt_id).where(
+            c.attempt_id.in_(list(attempt_ids)), c.status == TaskStatus.RUNNING.value
+        )
+        async with self._tx() as conn:
+            return [r[0] for r in (await conn.execute(query)).all()]
+
+    async def finish_attempts(self, outcomes: Sequence[AttemptOutcome]) -> list[str]:
+        if not outcomes:
+            return []
+        now = await self.now()
+        by_id = {o.attempt_id: o for o in outcomes}
+        async with self._tx() as conn:
+            if len(outcomes) == 1:
+                # One attempt: its conditional UPDATE is the fence, no locking read needed.
+                only = outcomes[0]
+                won = await conn.execute(
+                    _FINISH_ATTEMPT,
+                    {
+                        "b_id": only.attempt_id,
+                        "b_status": only.attempt_status,
+                        "b_output": only.output,
+                        "b_error": only.error,
+                        "b_now": now,
+                    },
+                )
+                live = [only.attempt_id] if won.rowcount == 1 else []
+                await self._finish_tasks(conn, [only] if live else [], now)
+                return live
+            # Lock the attempts still running (fencing: a stale attempt changes nothing); the
+            # lock makes the batched writes below safe against a concurrent sweeper.
+            live = [r[0] for r in (await conn.execute(_LIVE_ATTEMPTS, {"ids": list(by_id)})).all()]
+            if not live:
+                return []
+            await conn.execute(
+                _FINISH_ATTEMPT,
+                [
+                    {
+                        "b_id": i,
+                        "b_status": by_id[i].attempt_status,
+                        "b_output": by_id[i].output,
+                        "b_error": by_id[i].error,
+                        "b_now": now,
+                    }
+                    for i in live
+                ],
+            )
+            await self._finish_tasks(conn, [by_id[i] for i in live], now)
+        return live
+
+    @staticmethod
+    async def _finish_tasks(conn: Any, outcomes: Sequence[AttemptOutcome], now: datetime) -> None:
+        """Move each task of an accepted outcome, fenced by its attempt id."""
+        finished = [o for o in outcomes if o.task_status != TaskStatus.QUEUED]
+        retried = [o for o in outcomes if o.task_status == TaskStatus.QUEUED]
+        if finished:
+            await conn.execute(
+                _FINISH_TASK,
+                [
+                    {
+                        "b_task": o.task_id,
+                        "b_id": o.attempt_id,
+                        "b_status": o.task_status,
+                        "b_output": o.output,
+                        "b_error": o.error,
+                        "b_now": now,
+                    }
+                    for o in finished
+                ],
+            )
+        if retried:
+            await conn.execute(
+                _RETRY_TASK,
+                [
+                    {
+                        "b_task": o.task_id,
+                        "b_id": o.attempt_id,
+                        "b_output": o.output,
+                        "b_error": o.error,
+                        "b_at": o.retry_at or now,
+                        "b_now": now,
+                    }
+                    for o in retried
+                ],
+            )
+
+    async def renew_leases(self, attempt_ids: Sequence[str], lease_seconds: float) -> list[str]:
+        if not attempt_ids:
+            return []
+        now = await self.now()
+        a, c = t.attempts.c, t.tasks.c
+        live_task = (
+            select(c.id).where(c.attempt_id == a.id, c.status == TaskStatus.RUNNING.value).exists()
+        )
+        async with self._tx() as conn:
+            await conn.execute(
+                update(t.attempts)
+                .where(
+                    a.id.in_(list(attempt_ids)), a.status == AttemptStatus.RUNNING.value, live_task
+                )
+                .values(lease_expires_at=now + timedelta(seconds=lease_seconds))
+            )
+            rows = (
+                await conn.execute(
+                    select(a.id).where(
+                        a.id.in_(list(attempt_ids)),
+                        a.status == AttemptStatus.RUNNING.value,
+                        live_task,
+                    )
+                )
+            ).all()
+        return [r[0] for r in rows]
+
+    async def expire_leases(self, delivery_limit: int, limit: int = 500) -> list[TaskRecord]:
+        now = await self.now()
+        a, c = t.attempts.c, t.tasks.c
+        changed: list[TaskRecord] = []
+        async with self._tx() as conn:
+            query = (
+                select(a.id, a.task_id)
+                .where(a.status == AttemptStatus.RUNNING.value, a.lease_expires_at < now)
+                .order_by(a.lease_expires_at)
+                .limit(limit)
+            )
+            if self.skip_locked:
+                # A second sweeper passes over rows the first holds instead of waiting on them.
+                query = query.with_for_update(skip_locked=True)
+            expired = (await conn.execute(query)).all()
+            # One fixed order of task locks keeps sweepers and writers from deadlocking.
+            for attempt_id, task_id in sorted(expired, key=lambda row: (row[1], row[0])):
+                won = await conn.execute(
+                    update(t.attempts)
+                    .where(
+                        a.id == attempt_id,
+                        a.status == AttemptStatus.RUNNING.value,
+                        a.lease_expires_at < now,
+                    )
+                    .values(
+                        status=AttemptStatus.LOST.value,
+                        finished_at=now,
+                        error="lease expired: the worker stopped heartbeating",
+                    )
+                )
+                if won.rowcount != 1:
+                    continue
+                lost = (
+                    await conn.execute(
+                        select(func.count())
+                        .select_from(t.attempts)
+                        .where(a.task_id == task_id, a.status == AttemptStatus.LOST.value)
+                    )
+                ).scalar_one()
+                if lost >= delivery_limit:
+                    values: dict[str, Any] = {
+                        "status": TaskStatus.FAILED.value,
+                        "finished_at": now,
+                        "error": f"poison task: its worker was lost {lost} times "
+                        f"(delivery limit {delivery_limit})",
+                    }
+                else:
+                    values = {
+                        "status": TaskStatus.QUEUED.value,
+                        "queued_at": now,
+                        "available_at": now,
+                        "published_at": None,
+                    }
+                row = (
+                    await conn.execute(
+                        update(t.tasks)
+                        .where(
+                            c.id == task_id,
+                            c.attempt_id == attempt_id,
+                            c.status == TaskStatus.RUNNING.value,
+                        )
+                        .values(**values, settled=False, version=c.version + 1)
+                        .returning(*t.tasks.c)
+                    )
+                ).first()
+                if row is not None:
+                    changed.append(_task(row))
+        return changed
+
+    async def get_attempts(self, run_id: str) -> list[AttemptRecord]:
+        query = (
+            select(t.attempts)
+            .where(t.attempts.c.run_id == run_id)
+            .order_by(t.attempts.c.started_at, t.attempts.c.number)
+        )
+        async with self._tx() as conn:
+            return [_attempt(r) for r in (await conn.execute(query)).all()]
+
+    async def mark_settled(self, task_ids: Sequence[str]) -> None:
+        # Bookkeeping only (the coordinator has seen these finished tasks): no version bump.
+        if task_ids:
+            async with self._tx() as conn:
+                await conn.execute(
+                    update(t.tasks).where(t.tasks.c.id.in_(list(task_ids))).values(settled=True)
+                )
+
+    async def unsettled_run_ids(self, limit: int = 100) -> list[str]:
+        c = t.tasks.c
+        query = (
+            select(c.run_id)
+            .where(c.settled.is_(False), c.status.in_(_TERMINAL))
+            .distinct()
+            .limit(limit)
+        )
+        async with self._tx() as conn:
+            return [r[0] for r in (await conn.execute(query)).all()]
+
+    # -- logs and events ------------------------------------------------------------------
+    async def append_logs(self, logs: Sequence[NewLog]) -> None:
+        if not logs:
+            return
+        async with self._tx() as conn:
+            now = await self._clock(conn)
+            rows = [
+                {
+                    "run_id": entry.run_id,
+                    "task_id": entry.task_id,
+                    "attempt_id": entry.attempt_id,
+                    "at": now,
+                    "stream": entry.stream,
+                    "text": entry.text,
+                }
+                for entry in logs
+            ]
+            await conn.execute(insert(t.logs), rows)
+
+    async def read_logs(self, task_id: str, after_id: int = 0, limit: int = 1000) -> list[LogChunk]:
+        c = t.logs.c
+        query = (
+            select(c.id, c.task_id, c.attempt_id, c.at, c.stream, c.text)
+            .where(c.task_id == task_id, c.id > after_id)
+            .order_by(c.id)
+            .limit(limit)
+        )
+        async with self._tx() as conn:
+            return [LogChunk(*r) for r in (await conn.execute(query)).all()]
+
+    async def add_event(
+        self, run_id: str, kind: str, actor: str, detail: dict[str, Any] | None = None
+    ) -> None:
+        async with self._tx() as conn:
+            at = await self._clock(conn)
+            await conn.execute(
+                insert(t.events).values(
+                    run_id=run_id, at=at, kind=kind, actor=actor, detail=detail or {}
+                )
+            )
+
+    async def list_events(self, run_id: str) -> list[EventRecord]:
+        c = t.events.c
+        query = select(t.events).where(c.run_id == run_id).order_by(c.id)
+        async with self._tx() as conn:
+            return [
+                EventRecord(r.id, r.run_id, r.at, r.kind, r.actor, r.detail)
+                for r in (await conn.execute(query)).all()
+            ]
+
+    # -- workers --------------------------------------------------------------------------
+    async def upsert_worker(self, worker: WorkerRecord) -> None:
+        values = {name: getattr(worker, name) for name in WorkerRecord.__slots__}
+        async with self._tx() as conn:
+            result = await conn.execute(
+                update(t.workers)
+                .where(t.workers.c.id == worker.id)
+                .values({k: v for k, v in values.items() if k not in {"id", "started_at"}})
+            )
+            if result.rowcount == 0:
+                await conn.execute(insert(t.workers).values(values))
+
+    async def list_workers(self) -> list[WorkerRecord]:
+        async with self._tx() as conn:
+            rows = (await conn.execute(select(t.workers).order_by(t.workers.c.id))).all()
+        return [
+            WorkerRecord(
+                id=r.id,
+                host=r.host,
+                queues=r.queues,
+                started_at=r.started_at,
+                last_seen=r.last_seen,
+                status=r.status,
+                in_flight=r.in_flight,
+                capabilities=r.capabilities,
+            )
+            for r in rows
+        ]
+
+    # -- retention ------------------------------------------------------------------------
+    async def prune_runs(
+        self,
+        finished_before: datetime,
+        batch: int = 500,
+        on_batch: Callable[[int], None] | None = None,
+    ) -> int:
+        total = 0
+        while True:
+            async with self._tx() as conn:
+                ids = [
+                    r[0]
+                    for r in (
+                        await conn.execute(
+                            select(t.runs.c.id)
+                            .where(
+                                t.runs.c.status.in_(["completed", "failed", "cancelled"]),
+                                t.runs.c.finished_at < finished_before,
+                            )
+                            .limit(batch)
+                        )
+                    ).all()
+                ]
+                if not ids:
+                    return total
+                for table in (t.logs, t.events, t.attempts, t.tasks, t.layers, *TRIGGER_RUN_TABLES):
+                    await conn.execute(delete(table).where(table.c.run_id.in_(ids)))
+                await conn.execute(delete(t.runs).where(t.runs.c.id.in_(ids)))
+                total += len(ids)
+            if on_batch is not None:
+                on_batch(len(ids))
+
+    # -- dashboard aggregates (treadle.store.stats.StoreStats) -----------------------------
+    async def task_counts(self, run_ids: Sequence[str]) -> dict[str, dict[str, int]]:
+        """Run id -> {task status: count}, one grouped read over the (run_id, seq) index."""
+        if not run_ids:
+            return {}
+        query = (
+            select(_C.run_id, _C.status, func.count())
+            .where(_C.run_id.in_(list(run_ids)))
+            .group_by(_C.run_id, _C.status)
+        )
+        counts: dict[str, dict[str, int]] = {run_id: {} for run_id in run_ids}
+        async with self._tx() as conn:
+            for run_id, status, count in (await conn.execute(query)).all():
+                counts[run_id][status] = int(count)
+        return counts
+
+    async def queue_depths(self) -> dict[str, dict[str, int]]:
+        """Queue -> {"queued": n, "running": n}; reads only unfinished tasks (status index)."""
+        query = (
+            select(_C.queue, _C.status, func.count())
+            .where(_C.status.in_([TaskStatus.QUEUED.value, TaskStatus.RUNNING.value]))
+            .group_by(_C.queue, _C.status)
+        )
+        depths: dict[str, dict[str, int]] = {}
+        async with self._tx() as conn:
+            for queue, status, count in (await conn.execute(query)).all():
+                depths.setdefault(queue, {"queued": 0, "running": 0})[status] = int(count)
+        return depths

@@ -1,0 +1,370 @@
+"""The worker loop: per-queue concurrency, batched claims and reports, heartbeats, shutdown.
+
+A doorbell from the broker names a task id. The worker claims it in the store (a compare-and-set
+that creates an attempt holding a lease), acknowledges the message, runs the attempt, and
+reports the outcome fenced by the attempt id. Leases are renewed by a heartbeat; an attempt
+whose lease the store no longer honours is stopped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from treadle.broker.base import COORDINATOR_QUEUE, Broker, Delivery
+from treadle.model.states import AttemptStatus, TaskStatus
+from treadle.observability import metrics
+from treadle.store.base import Store
+from treadle.store.records import (
+    AttemptOutcome,
+    AttemptRecord,
+    NewLog,
+    TaskRecord,
+    WorkerRecord,
+)
+from treadle.worker.runner import run_attempt
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerSettings:
+    queues: Mapping[str, int] = field(default_factory=lambda: {"default": os.cpu_count() or 2})
+    lease_seconds: float = 30.0
+    heartbeat_seconds: float = 5.0
+    grace_seconds: float = 30.0
+    # How often in-flight attempts are checked against the store, so an operator's kill stops
+    # a process on any worker within about this long (cheap: one indexed read).
+    kill_check_seconds: float = 0.5
+    runtime_settings: Mapping[str, Any] = field(default_factory=dict)
+    worker_id: str | None = None
+
+
+@dataclass(slots=True)
+class _InFlight:
+    task: TaskRecord
+    attempt: AttemptRecord
+    job: asyncio.Task[None]
+
+
+class Worker:
+    """Runs attempts from the queues it serves."""
+
+    def __init__(
+        self,
+        store: Store,
+        broker: Broker,
+        settings: WorkerSettings | None = None,
+        capabilities: Mapping[str, Any] | None = None,
+    ) -> None:
+        self.store = store
+        self.broker = broker
+        self.settings = settings or WorkerSettings()
+        self.id = (
+            self.settings.worker_id
+            or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+        )
+        self.capabilities = dict(capabilities or {})
+        self._in_flight: dict[str, _InFlight] = {}
+        # (outcome, run id, the queue slot it holds until the store has recorded it)
+        self._outcomes: list[tuple[AttemptOutcome, str, asyncio.Semaphore]] = []
+        self._logs: list[NewLog] = []
+        self._wake = asyncio.Event()
+        self._loops: list[asyncio.Task[None]] = []
+        self._stopping = False
+        self._closing = False
+        self.completed = 0
+
+    # -- lifecycle ------------------------------------------------------------------------
+    async def start(self) -> None:
+        await self._register("alive")
+        for queue, concurrency in self.settings.queues.items():
+            self._loops.append(
+                asyncio.create_task(self._serve(queue, concurrency), name=f"worker-{queue}")
+            )
+        self._loops.append(asyncio.create_task(self._flush_loop(), name="worker-flush"))
+        self._loops.append(asyncio.create_task(self._heartbeat_loop(), name="worker-heartbeat"))
+        self._loops.append(asyncio.create_task(self._kill_check_loop(), name="worker-killcheck"))
+
+    async def stop(self, grace: float | None = None) -> None:
+        """Stop taking work, let in-flight attempts finish within ``grace``, then kill them."""
+        self._stopping = True
+        serving = [
+            t
+            for t in self._loops
+            if t.get_name().startswith("worker-")
+            and t.get_name() not in {"worker-flush", "worker-heartbeat", "worker-killcheck"}
+        ]
+        for task in serving:
+            task.cancel()
+        jobs = [f.job for f in self._in_flight.values()]
+        if jobs:
+            _, pending = await asyncio.wait(
+                jobs, timeout=self.settings.grace_seconds if grace is None else grace
+            )
+            for job in pending:
+                job.cancel()
+            if pending:
+                await asyncio.wait(pending, timeout=10)
+        await self._flush()
+        self._closing = True
+        for task in self._loops:
+            task.cancel()
+        for task in self._loops:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self._loops = []
+        with contextlib.suppress(Exception):
+            await self._register("stopped")
+
+    async def _register(self, status: str) -> None:
+        now = await self.store.now()
+        await self.store.upsert_worker(
+            WorkerRecord(
+                id=self.id,
+                host=socket.gethostname(),
+                queues=dict(self.settings.queues),
+                started_at=now,
+                last_seen=now,
+                status=status,
+                in_flight=len(self._in_flight),
+                capabilities=self.capabilities,
+            )
+        )
+
+    # -- taking work ----------------------------------------------------------------------
+    async def _serve(self, queue: str, concurrency: int) -> None:
+        slots = asyncio.Semaphore(concurrency)
+        inbox: asyncio.Queue[Delivery] = asyncio.Queue()
+
+        async def feed() -> None:
+            while True:
+                try:
+                    async for delivery in self.broker.consume(queue, prefetch=concurrency):
+                        await inbox.put(delivery)
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:
+                    metrics.BROKER_ERRORS.labels("consume").inc()
+                    log.warning("consuming %s interrupted: %s", queue, exc)
+                    await asyncio.sleep(1.0)
+
+        feeder = asyncio.create_task(feed())
+        try:
+            while True:
+                await slots.acquire()
+                batch = [await inbox.get()]
+                while not inbox.empty() and slots._value > 0:
+                    await slots.acquire()
+                    batch.append(inbox.get_nowait())
+                await self._claim_batch(queue, batch, slots)
+        finally:
+            feeder.cancel()
+
+    async def _claim_batch(
+        self, queue: str, batch: list[Delivery], slots: asyncio.Semaphore
+    ) -> None:
+        try:
+            # A doorbell says "work is ready on this queue"; which task runs is the store's
+            # choice: the highest priority due one. Every queued task has rung once, so the
+            # count of claims matches the count of ready tasks.
+            claimed = await self.store.claim_next(
+                queue, len(batch), self.id, self.settings.lease_seconds
+            )
+        except Exception as exc:
+            metrics.STORE_ERRORS.labels("claim").inc()
+            log.warning("claim failed, giving %d messages back: %s", len(batch), exc)
+            for delivery in batch:
+                await delivery.nack()
+                slots.release()
+            await asyncio.sleep(0.5)
+            return
+        for delivery in batch:
+            # Unclaimed ones were duplicates or are not due: the store is the truth.
+            await delivery.ack()
+        for _ in range(len(batch) - len(claimed)):
+            slots.release()
+        for task, attempt in claimed:
+            job = asyncio.create_task(self._execute(task, attempt, slots))
+            self._in_flight[attempt.id] = _InFlight(task, attempt, job)
+
+    async def _execute(
+        self, task: TaskRecord, attempt: AttemptRecord, slots: asyncio.Semaphore
+    ) -> None:
+        started = asyncio.get_running_loop().time()
+        metrics.IN_FLIGHT.inc()
+        try:
+            outcome = await run_attempt(
+                task,
+                attempt,
+                self._log_sink(task, attempt),
+                self.settings.runtime_settings,
+                await self.store.now(),
+                heartbeat=lambda: self.renew(attempt.id),
+            )
+        except asyncio.CancelledError:
+            if self._stopping:
+                # Graceful stop ran out of time: hand the task back for another worker.
+                outcome = AttemptOutcome(
+                    attempt.id,
+                    task.id,
+                    AttemptStatus.CANCELLED.value,
+                    TaskStatus.QUEUED.value,
+                    None,
+                    "worker stopped before the attempt finished",
+                )
+            else:
+                outcome = AttemptOutcome(
+                    attempt.id,
+                    task.id,
+                    AttemptStatus.CANCELLED.value,
+                    TaskStatus.CANCELLED.value,
+                    None,
+                    "killed",
+                )
+        finally:
+            self._in_flight.pop(attempt.id, None)
+            metrics.IN_FLIGHT.dec()
+        seconds = asyncio.get_running_loop().time() - started
+        metrics.observe_attempt(str(task.spec.get("kind", "")), outcome, seconds)
+        # The slot stays taken until the outcome is recorded: the store then never shows more
+        # than N running attempts of a queue for this worker (and a store outage holds back
+        # new claims instead of piling up unreported results).
+        self._outcomes.append((outcome, task.run_id, slots))
+        self._wake.set()
+
+    def _log_sink(self, task: TaskRecord, attempt: AttemptRecord) -> Any:
+        def sink(stream: str, text: str) -> None:
+            self._logs.append(NewLog(task.run_id, task.id, attempt.id, stream, text))
+
+        return sink
+
+    # -- reporting ------------------------------------------------------------------------
+    async def _flush_loop(self) -> None:
+        # Python 3.11's wait_for can swallow a cancel that races the event being set, so the
+        # loop also ends on the closing flag rather than on cancellation alone.
+        while not self._closing:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), 0.2)
+            self._wake.clear()
+            try:
+                await self._flush()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                metrics.STORE_ERRORS.labels("report").inc()
+                log.warning("reporting outcomes failed, will retry: %s", exc)
+                await asyncio.sleep(0.5)
+
+    async def _flush(self) -> None:
+        logs, self._logs = self._logs, []
+        outcomes, self._outcomes = self._outcomes, []
+        try:
+            if logs:
+                await self.store.append_logs(logs)
+            if outcomes:
+                accepted = await self.store.finish_attempts([o for o, _, _ in outcomes])
+                if len(accepted) < len(outcomes):
+                    kept = set(accepted)
+                    stale = [o.attempt_id for o, _, _ in outcomes if o.attempt_id not in kept]
+                    log.info(
+                        "%d stale result(s) rejected by the store (attempts %s): their lease "
+                        "had expired and the task moved on",
+                        len(stale),
+                        ", ".join(stale),
+                    )
+        except BaseException:
+            # Keep them for the next flush: nothing is lost while the store is away.
+            self._logs[:0] = logs
+            self._outcomes[:0] = outcomes
+            raise
+        for _, _, slots in outcomes:
+            slots.release()
+        if outcomes:
+            self.completed += len(outcomes)
+            await self.broker.publish(
+                COORDINATOR_QUEUE, list(dict.fromkeys(run for _, run, _ in outcomes))
+            )
+
+    async def _heartbeat_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.heartbeat_seconds)
+            try:
+                await self.heartbeat()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                metrics.STORE_ERRORS.labels("heartbeat").inc()
+                log.warning("heartbeat failed: %s", exc)
+
+    async def heartbeat(self) -> None:
+        """Renew leases; stop attempts the store no longer honours (killed, lost, cancelled)."""
+        ids = list(self._in_flight)
+        live = set(await self.store.renew_leases(ids, self.settings.lease_seconds))
+        for attempt_id in ids:
+            if attempt_id not in live and attempt_id in self._in_flight:
+                log.info("attempt %s is no longer current; stopping it", attempt_id)
+                self._in_flight[attempt_id].job.cancel()
+        await self._register("stopping" if self._stopping else "alive")
+
+    async def renew(self, attempt_id: str) -> None:
+        """Renew one attempt's lease now (a handler's heartbeat); stop it if it is lost."""
+        live = await self.store.renew_leases([attempt_id], self.settings.lease_seconds)
+        flight = self._in_flight.get(attempt_id)
+        if attempt_id not in live and flight is not None:
+            log.info("attempt %s lost its lease; stopping it", attempt_id)
+            flight.job.cancel()
+
+    async def _kill_check_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.kill_check_seconds)
+            if not self._in_flight:
+                continue
+            try:
+                await self.kill_check()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("kill check failed: %s", exc)
+
+    async def kill_check(self) -> int:
+        """Stop attempts whose task is no longer running with them (killed, timed out)."""
+        ids = list(self._in_flight)
+        live = set(await self.store.live_attempts(ids))
+        stopped = 0
+        for attempt_id in ids:
+            flight = self._in_flight.get(attempt_id)
+            if attempt_id not in live and flight is not None:
+                log.info("attempt %s was killed; stopping it", attempt_id)
+                flight.job.cancel()
+                stopped += 1
+        return stopped
+
+    def cancel_tasks(self, task_ids: Sequence[str]) -> int:
+        """Stop running attempts of these tasks at once; return how many were found."""
+        wanted = set(task_ids)
+        found = 0
+        for flight in list(self._in_flight.values()):
+            if flight.task.id in wanted:
+                flight.job.cancel()
+                found += 1
+        return found
+
+    def cancel_task(self, task_id: str) -> bool:
+        """Stop a running attempt of ``task_id`` in this process at once (kill)."""
+        for flight in list(self._in_flight.values()):
+            if flight.task.id == task_id:
+                flight.job.cancel()
+                return True
+        return False
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._in_flight)

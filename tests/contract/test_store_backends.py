@@ -1,0 +1,238 @@
+"""Store selection by URL, and what only one backend has to show (schemas, key prefixes)."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+
+from tests.contract.store_records import make_run, seed
+from tests.contract.store_services import (
+    POSTGRES_URL,
+    REDIS_URL,
+    drop_postgres,
+    drop_redis,
+    open_postgres,
+    open_redis,
+    with_option,
+)
+from treadle.errors import ConfigError, ServiceUnavailable
+from treadle.store.base import Store
+from treadle.store.factory import connect_store, open_store
+from treadle.store.migrate import head_revision
+from treadle.store.postgres import PostgresStore, parse_postgres_url
+from treadle.store.records import AttemptOutcome, NewLog, TaskChange
+from treadle.store.redis import RedisStore
+from treadle.store.sqlite import SqliteStore
+
+
+# -- the factory --------------------------------------------------------------------------
+async def test_open_store_picks_the_backend_by_scheme(tmp_path: Path) -> None:
+    cases = [
+        (f"sqlite:///{tmp_path / 'a.db'}", SqliteStore),
+        (str(tmp_path / "b.db"), SqliteStore),
+        ("postgresql://postgres@127.0.0.1:5432/test", PostgresStore),
+        ("postgres://postgres@127.0.0.1:5432/test?schema=s1", PostgresStore),
+        ("postgresql+asyncpg://postgres@127.0.0.1/test", PostgresStore),
+        ("redis://127.0.0.1:6379/0?prefix=x:", RedisStore),
+    ]
+    for url, kind in cases:
+        store = open_store(url)
+        assert type(store) is kind, url
+        assert isinstance(store, Store)
+        await store.close()
+
+
+def test_unknown_scheme_is_a_config_error() -> None:
+    with pytest.raises(ConfigError) as caught:
+        open_store("mysql://root@localhost/treadle")
+    message = str(caught.value)
+    assert "'mysql'" in message
+    for accepted in ("sqlite", "postgresql", "redis"):
+        assert accepted in message
+    with pytest.raises(ConfigError, match="empty"):
+        open_store("  ")
+
+
+def test_bad_postgres_options_are_config_errors() -> None:
+    with pytest.raises(ConfigError, match="schema"):
+        open_store("postgresql://postgres@127.0.0.1/test?schema=a;drop")
+    with pytest.raises(ConfigError, match="pool_size"):
+        open_store("postgresql://postgres@127.0.0.1/test?pool_size=many")
+    settings = parse_postgres_url("postgres://u:secret@h:6543/db?search_path=s2&pool_size=3")
+    assert (settings.schema, settings.pool_size) == ("s2", 3)
+    assert "secret" not in settings.public_url
+    assert settings.driver_url.drivername == "postgresql+asyncpg"
+    assert "search_path" not in settings.driver_url.query
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["postgresql://postgres@127.0.0.1:1/test", "redis://127.0.0.1:1/0?prefix=none:"],
+)
+async def test_unreachable_server_is_service_unavailable(url: str) -> None:
+    with pytest.raises(ServiceUnavailable) as caught:
+        await connect_store(url, migrate=True)
+    message = str(caught.value)
+    assert "\n" not in message
+    assert "127.0.0.1:1" in message or "127.0.0.1', 1" in message
+
+
+async def test_connect_store_migrates(tmp_path: Path) -> None:
+    store = await connect_store(f"sqlite:///{tmp_path / 'c.db'}", migrate=True)
+    try:
+        run, _ = await seed(store)
+        assert (await store.get_run(run.id)).id == run.id
+    finally:
+        await store.close()
+
+
+# -- two store instances on the same data --------------------------------------------------
+async def test_claims_from_separate_store_instances_make_one_attempt(store: Store) -> None:
+    run, tasks = await seed(store, 1)
+    twins = [open_store(store.url) for _ in range(3)]
+    try:
+        results = await asyncio.gather(
+            *(s.claim([tasks[0].id], f"w{i}", 30) for i, s in enumerate([store, *twins] * 4))
+        )
+    finally:
+        for twin in twins:
+            await twin.close()
+    assert sum(len(r) for r in results) == 1
+    assert len(await store.get_attempts(run.id)) == 1
+
+
+# -- PostgreSQL ---------------------------------------------------------------------------
+async def test_postgres_migrations_stay_in_their_schema() -> None:
+    schema = f"treadle_test_{uuid.uuid4().hex[:12]}"
+    store = await open_postgres(schema)
+    second = PostgresStore(with_option(POSTGRES_URL, f"search_path={schema}"))
+    try:
+        # two processes starting together: the advisory lock makes them take turns
+        await asyncio.gather(store.migrate(), second.migrate())
+        async with store.engine.begin() as conn:
+            tables = (
+                await conn.execute(
+                    text(
+                        "SELECT table_name FROM information_schema.tables WHERE table_schema = :s"
+                    ),
+                    {"s": schema},
+                )
+            ).scalars()
+            found = set(tables)
+            version = (
+                await conn.execute(text("SELECT version_num FROM treadle_alembic_version"))
+            ).scalar_one()
+        assert {
+            "treadle_definitions",
+            "treadle_runs",
+            "treadle_tasks",
+            "treadle_attempts",
+            "treadle_logs",
+            "treadle_events",
+            "treadle_workers",
+            "treadle_alembic_version",
+        } <= found
+        assert version == head_revision()
+        run, _ = await seed(second)
+        assert (await store.get_run(run.id)).id == run.id
+        assert store.url.endswith(f"schema={schema}")
+    finally:
+        await second.close()
+        await drop_postgres(store)
+
+
+async def test_postgres_clock_is_the_servers() -> None:
+    store = await open_postgres(f"treadle_test_{uuid.uuid4().hex[:12]}")
+    try:
+        async with store.engine.begin() as conn:
+            server = (await conn.execute(text("SELECT clock_timestamp()"))).scalar_one()
+        assert abs(await store.now() - server) < timedelta(seconds=2)
+    finally:
+        await store.close()
+
+
+# -- Redis --------------------------------------------------------------------------------
+PREFIXES = ("due:", "prios", "redeliver", "leases", "unsettled", "runs", "queue:", "qprios:")
+
+
+async def redis_index_sizes(store: RedisStore) -> dict[str, int]:
+    sizes = {}
+    async for key in store.client.scan_iter(match=store.prefix + "*", count=500):
+        name = key[len(store.prefix) :]
+        if name.startswith(PREFIXES):
+            sizes[name] = await store.client.zcard(key)
+    return {k: v for k, v in sizes.items() if v}
+
+
+async def test_redis_indexes_drain_when_work_is_done() -> None:
+    store = await open_redis(f"treadle-test-{uuid.uuid4().hex[:12]}:")
+    try:
+        await store.migrate()
+        run, tasks = await seed(store, 3, priorities=[3, 1, 3])
+        now = await store.now()
+        sizes = await redis_index_sizes(store)
+        assert sizes["due:3"] == 2 and sizes["due:1"] == 1 and sizes["prios"] == 2
+        assert sizes['queue:"default":3'] == 2 and sizes['queue:"default":1'] == 1
+        assert sizes['qprios:"default"'] == 2
+        await store.mark_published([tasks[0].id], now)
+        assert (await redis_index_sizes(store))["redeliver"] == 1
+        claimed = await store.claim([t.id for t in tasks], "w1", 30)
+        assert (await redis_index_sizes(store)).get("leases") == 3
+        await store.finish_attempts(
+            [AttemptOutcome(a.id, t.id, "completed", "completed") for t, a in claimed]
+        )
+        await store.append_logs([NewLog(run.id, tasks[0].id, None, "stdout", "x")])
+        assert (await redis_index_sizes(store)).get("unsettled") == 1
+        await store.update_tasks(
+            [TaskChange(t.id, t.version + 1, {"settled": True}) for t, _ in claimed]
+        )
+        await store.update_run(run.id, 1, {"status": "completed", "finished_at": now})
+        sizes = await redis_index_sizes(store)
+        assert set(sizes) == {"runs", 'runs:s:"completed"', 'runs:d:"demo"', "runs:fin"}
+
+        assert await store.prune_runs(now + timedelta(seconds=1)) == 1
+        assert await redis_index_sizes(store) == {}
+        leftovers = [k async for k in store.client.scan_iter(match=store.prefix + "*")]
+        assert sorted(k[len(store.prefix) :] for k in leftovers) == ["schema", "seq:log"]
+    finally:
+        await drop_redis(store)
+
+
+async def test_redis_prefixes_isolate_installations() -> None:
+    first = await open_redis(f"treadle-test-{uuid.uuid4().hex[:12]}:")
+    second = await open_redis(f"treadle-test-{uuid.uuid4().hex[:12]}:")
+    try:
+        run = make_run(await first.now())
+        await first.create_run(run, [])
+        await second.create_run(run, [])  # same id, other installation: no clash
+        assert await first.count_runs() == 1 and await second.count_runs() == 1
+        await first.update_run(run.id, 1, {"status": "failed"})
+        assert (await second.get_run(run.id)).status == "running"
+    finally:
+        await drop_redis(first)
+        await drop_redis(second)
+
+
+async def test_redis_refuses_a_newer_layout() -> None:
+    store = await open_redis(f"treadle-test-{uuid.uuid4().hex[:12]}:")
+    try:
+        await store.client.set(store.prefix + "schema", 99)
+        with pytest.raises(ConfigError, match="newer"):
+            await store.migrate()
+    finally:
+        await drop_redis(store)
+
+
+def test_redis_url_options() -> None:
+    store = RedisStore("redis://:hunter2@127.0.0.1:6379/2?prefix=app1:")
+    assert store.prefix == "app1:"
+    assert "hunter2" not in store.url
+    assert RedisStore("redis://127.0.0.1:6379").prefix == "treadle:"
+    with pytest.raises(ConfigError, match="prefix"):
+        RedisStore("redis://127.0.0.1:6379/0?prefix=")
+    assert REDIS_URL.startswith("redis")
