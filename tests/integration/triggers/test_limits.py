@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections import defaultdict
 from datetime import datetime
 
@@ -47,7 +48,7 @@ async def test_definition_limit_caps_running_runs_and_the_rest_wait_pending(
     # runs admitted in the same pass may stamp their start a few milliseconds apart in either
     # order, so the check allows a quarter of a wave.
     starts = [r.started_at for r in finished]
-    for earlier, later in zip(starts, starts[1:], strict=False):
+    for earlier, later in itertools.pairwise(starts):
         assert earlier is not None and later is not None
         assert (earlier - later).total_seconds() < 0.1, (earlier, later)
 
