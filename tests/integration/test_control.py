@@ -8,8 +8,10 @@ from typing import Any
 
 import httpx
 
-from tests.integration.conftest import wait_api
+from tests.integration.conftest import BOTH_STORES, wait_api
 from tests.integration.helpers import PY, pid_alive, sleeper_script, wait_for_file, wait_gone
+
+pytestmark = BOTH_STORES
 
 
 async def start(client: httpx.AsyncClient, doc: dict[str, Any], **extra: Any) -> dict[str, Any]:
@@ -357,3 +359,4 @@ async def test_events_record_who_did_what(api: httpx.AsyncClient) -> None:
     assert kill["actor"] == "alice"
     assert kill["detail"]["id"] == a["id"]
     assert kill["at"]
+
