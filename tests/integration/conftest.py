@@ -1,14 +1,15 @@
 """Engine-level fixtures: a Node running coordinator + worker in-process, per store URL.
 
-SQLite always; PostgreSQL too when ``TREADLE_TEST_PG`` names a server URL (for example
-``postgresql://postgres@127.0.0.1:5432/test``) and the PostgreSQL store exists. Each test gets
-its own SQLite file; the PG store is expected to isolate by schema once it lands.
+``store_url`` is a fresh SQLite file, or a fresh PostgreSQL schema (dropped afterwards) for the
+``postgres`` parameter. Modules that must hold on both stores say so with
+``pytestmark = BOTH_STORES``; elsewhere PostgreSQL joins when ``TREADLE_TEST_PG`` is set.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.contract.store_services import POSTGRES_URL, drop_postgres, open_postgres, with_option
 from tests.integration.cluster import Cluster
 from treadle.api.app import create_app
 from treadle.config import Settings
@@ -26,17 +28,28 @@ from treadle.store.records import RunRecord, TaskRecord
 
 
 def _store_urls() -> list[str]:
-    urls = ["sqlite"]
-    if os.environ.get("TREADLE_TEST_PG"):
-        urls.append(os.environ["TREADLE_TEST_PG"])
-    return urls
+    return ["sqlite", "postgres"] if os.environ.get("TREADLE_TEST_PG") else ["sqlite"]
+
+
+#: Run every test of a module on SQLite and on PostgreSQL (``pytestmark = BOTH_STORES``).
+BOTH_STORES = pytest.mark.parametrize("store_url", ["sqlite", "postgres"], indirect=True)
+#: For a test whose PostgreSQL run adds little over a faster representative one.
+SQLITE_ONLY = pytest.mark.parametrize("store_url", ["sqlite"], indirect=True)
 
 
 @pytest.fixture(params=_store_urls())
-def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+async def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
+    """A fresh SQLite file, or a fresh PostgreSQL schema that is dropped after the test."""
     if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'treadle.db'}"
-    return str(request.param)
+        yield f"sqlite:///{tmp_path / 'treadle.db'}"
+        return
+    schema = f"treadle_sem_{uuid.uuid4().hex[:12]}"
+    probe = await open_postgres(schema)  # fails under CI, skips elsewhere, when PG is down
+    await probe.close()
+    try:
+        yield with_option(POSTGRES_URL, f"schema={schema}")
+    finally:
+        await drop_postgres(await open_postgres(schema))
 
 
 def settings_for(url: str, **overrides: Any) -> Settings:

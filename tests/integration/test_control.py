@@ -7,9 +7,16 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
-from tests.integration.conftest import wait_api
+from tests.integration.conftest import BOTH_STORES, wait_api
+from tests.integration.conftest import wait_task as wait_task_status
 from tests.integration.helpers import PY, pid_alive, sleeper_script, wait_for_file, wait_gone
+from treadle.engine.service import EngineService
+from treadle.errors import Conflict
+from treadle.store.records import RunRecord
+
+pytestmark = BOTH_STORES
 
 
 async def start(client: httpx.AsyncClient, doc: dict[str, Any], **extra: Any) -> dict[str, Any]:
@@ -357,3 +364,38 @@ async def test_events_record_who_did_what(api: httpx.AsyncClient) -> None:
     assert kill["actor"] == "alice"
     assert kill["detail"]["id"] == a["id"]
     assert kill["at"]
+
+
+async def test_unchecked_kill_rereads_a_run_the_engine_moved_meanwhile(
+    service: EngineService,
+) -> None:
+    """The engine's own kills (of a subworkflow's child run) carry no etag: a concurrent write
+    by the coordinator between their read and their compare-and-set must not make them give up.
+    """
+    run = await service.start_run(
+        {"name": "moving", "tasks": [{"name": "s", "kind": "sleep", "seconds": 60}]}
+    )
+    await wait_task_status(service, run.id, "s", {"running"})
+    store = service.store
+    real_get_run = store.get_run
+    moved: list[int] = []
+
+    async def get_run_then_move(run_id: str) -> RunRecord:
+        seen = await real_get_run(run_id)
+        if run_id == run.id and len(moved) < 2:
+            # Someone else writes right after our read: our copy is now one version behind.
+            bumped = await store.update_run(run_id, seen.version, {"labels": {"n": len(moved)}})
+            assert bumped is not None
+            moved.append(bumped.version)
+        return seen
+
+    store.get_run = get_run_then_move  # type: ignore[method-assign]
+    try:
+        stale = (await real_get_run(run.id)).version
+        with pytest.raises(Conflict):  # an operator's etag is still checked
+            await service.control.apply("kill", "run", run.id, stale, "operator")
+        outcome = await service.control.apply("kill", "run", run.id, None, "engine")
+    finally:
+        store.get_run = real_get_run  # type: ignore[method-assign]
+    assert len(moved) == 2 and outcome.affected >= 1
+    assert (await service.get_run(run.id)).status == "cancelled"

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tests.integration.conftest import by_name, wait_run
+from tests.integration.conftest import BOTH_STORES, by_name, wait_run
 from tests.integration.helpers import PY, pid_alive, sleeper_script, wait_for_file, wait_gone
 from treadle import handler
 from treadle.engine.service import EngineService
+
+pytestmark = BOTH_STORES
 
 
 def _exit_script(counter: Path, codes: list[int]) -> list[str]:

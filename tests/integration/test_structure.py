@@ -10,10 +10,12 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.integration.conftest import by_name, settings_for, wait_api, wait_run
+from tests.integration.conftest import BOTH_STORES, by_name, settings_for, wait_api, wait_run
 from tests.integration.helpers import PY
 from treadle.engine.node import Node
 from treadle.engine.service import EngineService
+
+pytestmark = BOTH_STORES
 
 
 def _stamp(path: Path, label: str) -> list[str]:

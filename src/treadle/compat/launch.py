@@ -27,6 +27,7 @@ class RoleOptions:
     definitions: list[str] = field(default_factory=list)
     queues: dict[str, int] = field(default_factory=dict)
     automigrate: bool | None = None
+    imports: list[str] = field(default_factory=list)
 
     def flags(self) -> dict[str, Any]:
         return {
@@ -37,6 +38,7 @@ class RoleOptions:
             "definitions": self.definitions or None,
             "queue": [f"{name}:{count}" for name, count in self.queues.items()] or None,
             "automigrate": self.automigrate,
+            "imports": self.imports or None,
         }
 
 

@@ -118,12 +118,16 @@ class Control:
         """Apply ``op`` to one target; ``etag`` None skips the staleness check."""
         check_operation(op)
         kind = normalise_kind(kind)
-        if kind == "run":
-            outcome = await self._on_run(op, target_id, etag, actor)
-        elif kind == "layer":
-            outcome = await self._on_layer(op, target_id, etag, actor)
-        else:
-            outcome = await self._on_task(op, target_id, etag, actor)
+        for attempt in range(_RETRIES):
+            try:
+                outcome = await self._apply_once(op, kind, target_id, etag, actor)
+                break
+            except Conflict:
+                # Without an etag the caller acts on the target as it is now (the engine
+                # killing a child run, an import): the coordinator moving it meanwhile is not
+                # staleness, so read it again. A Conflict means nothing was written.
+                if etag is not None or attempt == _RETRIES - 1:
+                    raise
         await self.store.add_event(
             outcome.run_id,
             f"{kind}.{op}",
@@ -132,6 +136,15 @@ class Control:
         )
         await self.broker.publish(COORDINATOR_QUEUE, [outcome.run_id])
         return outcome
+
+    async def _apply_once(
+        self, op: str, kind: str, target_id: str, etag: int | None, actor: str
+    ) -> Outcome:
+        if kind == "run":
+            return await self._on_run(op, target_id, etag, actor)
+        if kind == "layer":
+            return await self._on_layer(op, target_id, etag, actor)
+        return await self._on_task(op, target_id, etag, actor)
 
     async def bulk(self, op: str, items: Iterable[tuple[str, str, int | None]], actor: str) -> int:
         """Apply ``op`` to each (kind, id, etag); stale or impossible items are left alone."""

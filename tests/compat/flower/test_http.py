@@ -231,3 +231,61 @@ def test_flow_control_limits_running_flows(tmp_path: Path, receiver: Receiver) -
                 assert end <= start
     finally:
         srv.stop()
+
+
+GATE_PROGRAM = """
+import asyncio, os
+import treadle
+
+@treadle.handler("WaitForFile")
+async def wait_for_file(PATH: str) -> dict:
+    while not os.path.exists(PATH):
+        await asyncio.sleep(0.05)
+    return {"opened": PATH}
+"""
+
+
+@pytest.mark.parametrize(
+    ("held_by", "extra", "env"),
+    [
+        ("flow control", [], {"TREADLE_FLOWER_MAX_FLOWS": "1"}),
+        ("queue concurrency 1", ["--queue", "default:1"], {"TREADLE_FLOWER_MAX_FLOWS": "0"}),
+    ],
+)
+def test_lower_task_priority_runs_first_among_held_back_flows(
+    tmp_path: Path, receiver: Receiver, held_by: str, extra: list[str], env: dict[str, str]
+) -> None:
+    (tmp_path / "flower_gate.py").write_text(GATE_PROGRAM)
+    gate = tmp_path / "gate"
+    srv = start_server(tmp_path, "--import", "flower_gate", *extra, env=env)
+    mark = f"/prio-{tmp_path.name}"
+    # Flower's convention: task_priority -20..19, a lower number is more urgent.
+    priorities = {"late": 10, "soon": -5, "normal": 0, "urgent": -20}
+    rows = [HEADER, f"gate,1,WaitForFile,0,PATH,{gate},,,,,,,,"]
+    rows += [
+        f"p-{label},1,HTTPPostRequest,{prio},URL,{receiver.url}{mark}/{label},BODY,{label},,,,,,"
+        for label, prio in priorities.items()
+    ]
+    try:
+        assert import_csv(tmp_path, srv, "\n".join(rows)) == 0
+        with srv.client() as client:
+            blocker = client.post("/register/gate").json()["taskFlowId"]
+            poll(lambda: flow(client, blocker), lambda r: r[0]["exec_status"] == 1)
+            # Registered in an order unlike the priorities: age alone would run "late" first.
+            ids = [client.post(f"/register/p-{label}").json()["taskFlowId"] for label in priorities]
+
+            def held(flow_id: str) -> bool:
+                run = client.get(f"/api/v1/runs/{flow_id}").json()
+                if held_by == "flow control":
+                    return bool(run["status"] == "paused")
+                return bool(run["tasks"][0]["status"] == "queued")
+
+            poll(lambda: [held(i) for i in ids], all)
+            gate.write_text("")
+            finals = [srv.wait_run(i, timeout=60) for i in [blocker, *ids]]
+        assert [f["status"] for f in finals] == ["completed"] * 5
+        order = [path.rsplit("/", 1)[1] for path, _, _ in receiver.bodies if path.startswith(mark)]
+        print(f"{held_by}: ran {order}")
+        assert order == ["urgent", "soon", "normal", "late"]
+    finally:
+        srv.stop()

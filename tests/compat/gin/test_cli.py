@@ -32,6 +32,9 @@ def test_modes_map_to_roles_and_urls_to_store_and_broker() -> None:
     assert (api.roles, api.host, api.port) == ({"api"}, "127.0.0.1", 9000)
     assert options_from([])[0].port == 8080  # gin's default API port
     assert options_from([])[0].roles == {"worker"}  # gin's default mode is job
+    job, _ = options_from(["-mode", "job", "-import", "a.steps", "--import", "b"])
+    assert job.imports == ["a.steps", "b"] and job.flags()["imports"] == ["a.steps", "b"]
+    assert options_from([])[0].flags()["imports"] is None  # treadle's own default
 
 
 def test_bad_flags_exit_2() -> None:

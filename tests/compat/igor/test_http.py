@@ -141,6 +141,37 @@ def test_bad_jobs_get_igor_errors(client: httpx.Client) -> None:
     assert client.get("/api/v1/jobs", params={"job_ids": "NOT AN ID"}).status_code == 400
 
 
+def test_malformed_bodies_and_unknown_objects(client: httpx.Client) -> None:
+    for path, body in (
+        ("/api/v1/jobs", '{"name": '),
+        ("/api/v1/layers", '[{"layer_id": '),
+        ("/api/v1/tasks", "[{"),
+    ):
+        response = client.post(path, content=body)
+        assert response.status_code == 400, (path, response.text)
+        assert response.text.startswith("invalid JSON") and response.text.endswith("\n")
+    assert client.post("/api/v1/jobs", content="[1]").status_code == 400
+    unknown = "11111111-1111-4111-8111-111111111111"
+    # /layers answers per item; /tasks is all or nothing.
+    added = client.post("/api/v1/layers", json=[{"layer_id": unknown, "type": "sleep"}])
+    assert added.status_code == 200
+    [item] = added.json()
+    assert item["layer_id"] == unknown and unknown in item["error"]
+    refused = client.post("/api/v1/tasks", json=[{"layer_id": unknown, "type": "sleep"}])
+    assert refused.status_code == 400 and unknown in refused.text
+    assert client.get("/api/v1/jobs", params={"job_ids": unknown}).json() == []
+    # Toggles count only what they changed: unknown ids and kinds are left out, not errors.
+    for kind in ("Task", "Layer", "Bogus"):
+        assert patch(client, "pause", [{"kind": kind, "id": unknown, "etag": "1"}]) == 0
+    malformed = client.patch(
+        "/api/v1/pause", content="[{", headers={"Content-Type": "application/json"}
+    )
+    assert malformed.status_code in (400, 422)
+    assert "JSON" in json_of(malformed)["error"]["message"]
+    not_a_list = client.patch("/api/v1/kill", json={"kind": "Task", "id": unknown, "etag": "1"})
+    assert not_a_list.status_code in (400, 422) and "list" in not_a_list.text
+
+
 def test_add_tasks_to_layers(client: httpx.Client) -> None:
     job = create(
         client,

@@ -1,10 +1,13 @@
 """Flower's flow control: at most N flows run at once; the others wait their turn.
 
 A registered flow is created ``paused`` with ``labels.flower.waiting = true`` (so the
-coordinator leaves it alone) and admitted, oldest first, while fewer than the limit of Flower
-flows are pending or running. Admission is a compare-and-set on the run, so two API processes
-admitting at once cannot both start the same flow (under such a race the limit may be passed by
-the number of concurrent admitters, never more).
+coordinator leaves it alone) and admitted while fewer than the limit of Flower flows are pending
+or running. Waiting flows are admitted by the priority of the task each would run first (its
+``task_priority``, lower numbers first, as Flower's watcher orders them), then oldest first.
+
+Admission is a compare-and-set on the run, so two API processes admitting at once cannot both
+start the same flow (under such a race the limit may be passed by the number of concurrent
+admitters, never more).
 """
 
 from __future__ import annotations
@@ -62,6 +65,19 @@ async def register_flow(service: EngineService, task_id: str, max_flows: int) ->
     return run
 
 
+def head_priority(run: RunRecord) -> int:
+    """The native priority of the task a waiting flow runs first (its first ``task_seq``)."""
+    tasks = run.definition.get("tasks")
+    first = tasks[0] if isinstance(tasks, list) and tasks else None
+    value = first.get("priority", 0) if isinstance(first, dict) else 0
+    return value if isinstance(value, int) else 0
+
+
+def admission_order(waiting: list[RunRecord]) -> list[RunRecord]:
+    """Highest native priority (lowest Flower ``task_priority``) first, then oldest first."""
+    return sorted(waiting, key=lambda r: (-head_priority(r), r.created_at, r.id))
+
+
 def _is_flower(run: RunRecord) -> bool:
     return isinstance(run.labels.get(LABEL), dict)
 
@@ -82,7 +98,7 @@ async def _runs(service: EngineService, status: str) -> list[RunRecord]:
 
 
 async def admit(service: EngineService, max_flows: int) -> int:
-    """Start waiting flows, oldest first, while fewer than ``max_flows`` are active."""
+    """Start waiting flows in :func:`admission_order` while fewer than ``max_flows`` run."""
     waiting = [r for r in await _runs(service, RunStatus.PAUSED.value) if _waiting(r)]
     if not waiting:
         return 0
@@ -91,7 +107,7 @@ async def admit(service: EngineService, max_flows: int) -> int:
         for status in (RunStatus.PENDING.value, RunStatus.RUNNING.value):
             active += len(await _runs(service, status))
     admitted = 0
-    for run in sorted(waiting, key=lambda r: (r.created_at, r.id)):
+    for run in admission_order(waiting):
         if max_flows > 0 and active >= max_flows:
             break
         label: dict[str, Any] = {**run.labels.get(LABEL, {}), "waiting": False}

@@ -2,7 +2,8 @@
 
 ``-mode master`` runs the coordinator, ``-mode job`` a worker and ``-mode api`` the HTTP API
 (gin's ``/wf/`` routes included), on RabbitMQ (``-amqp``) with the store at ``-redis``. The Redis
-URL is also where workflows that gin stored (``workflow.<Name>``) are looked up.
+URL is also where workflows that gin stored (``workflow.<Name>``) are looked up. ``-import``
+names modules of ``@treadle.handler`` functions: the step types gin's JobManager registered.
 """
 
 from __future__ import annotations
@@ -38,6 +39,15 @@ def build_parser() -> argparse.ArgumentParser:
         default=[],
         help="folder of workflow files to load at start (repeatable)",
     )
+    parser.add_argument(
+        "-import",
+        "--import",
+        dest="imports",
+        action="append",
+        default=[],
+        metavar="MODULE",
+        help="module with @treadle.handler step types, for job nodes (repeatable)",
+    )
     return parser
 
 
@@ -52,6 +62,7 @@ def options_from(argv: list[str]) -> tuple[RoleOptions, str]:
         host=args.host,
         port=args.port,
         definitions=list(args.definitions),
+        imports=list(args.imports),
     )
     return options, args.redis
 

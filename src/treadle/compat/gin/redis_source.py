@@ -2,6 +2,8 @@
 
 gin keeps each definition as JSON under ``workflow.<Name with spaces as _>``; ``treadle gin``
 points this module at that Redis so ``POST /wf/`` finds workflows never imported into treadle.
+gin's keys carry no prefix, so treadle's own ``?prefix=`` option on the same URL (which isolates
+the treadle store) is dropped before connecting.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ import json
 import os
 from typing import Any
 
-from treadle.errors import DefinitionError, ServiceUnavailable
+from treadle.errors import ConfigError, DefinitionError, ServiceUnavailable
 
 ENV_VAR = "TREADLE_GIN_REDIS"
 _url: str | None = None
@@ -39,7 +41,13 @@ async def fetch_workflow(url: str, name: str) -> dict[str, Any] | None:
         from redis.exceptions import RedisError
     except ImportError as exc:  # pragma: no cover - redis ships with the brokers extra
         raise ServiceUnavailable("reading gin workflows needs the redis package") from exc
-    client = aioredis.from_url(url)
+    from treadle.store.redis import split_redis_url
+
+    try:
+        connect_url, _ = split_redis_url(url)
+    except ConfigError as exc:
+        raise ServiceUnavailable(f"cannot read gin workflows: {exc}") from exc
+    client = aioredis.from_url(connect_url)
     try:
         raw = await client.get(key_for(name))
     except RedisError as exc:
