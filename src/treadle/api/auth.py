@@ -15,7 +15,8 @@ import logging
 from contextvars import ContextVar
 from typing import Any
 
-from fastapi import Request
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -33,6 +34,13 @@ SESSION_COOKIE = "treadle_token"
 LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
 
 _current_app: ContextVar[Any] = ContextVar("treadle_current_app", default=None)
+#: Declares the bearer scheme in the OpenAPI document (the docs page's "Authorize" button);
+#: :func:`bearer_token` does the parsing, so the error messages are treadle's own.
+BEARER_SCHEME = HTTPBearer(
+    auto_error=False,
+    description="An API token (`treadle token create`); needed when the server runs with "
+    "--auth token. See docs/security.md for the scope each route needs.",
+)
 
 
 class AuthContext:
@@ -81,7 +89,10 @@ async def _lookup(app: Any, token: str) -> TokenRecord | None:
     return await verify_token(store, token, await store.now())
 
 
-async def authorize(request: Request) -> None:
+async def authorize(
+    request: Request,
+    _declared: HTTPAuthorizationCredentials | None = Depends(BEARER_SCHEME),
+) -> None:
     """The dependency on every route: 401 / 403 unless the request's token may do this."""
     settings: Settings = request.app.state.settings
     if not auth_on(settings):
