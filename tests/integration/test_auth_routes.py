@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from types import SimpleNamespace
 
 from tests.ui.conftest import app_client
+from treadle.api.auth import _current_app, check_token, token_allows, token_scope
+from treadle.store.sqlite import SqliteStore
+from treadle.tokens import Scope, issue_token
 from treadle.tokens.policy import required_scope
 
 
@@ -33,3 +37,28 @@ async def test_with_auth_off_nothing_asks_for_a_token(tmp_path: Path) -> None:
         assert (await client.get("/api/v1/runs")).status_code == 200
         assert (await client.get("/api/v1/tokens")).status_code == 200
         assert (await client.get("/jobs")).status_code == 200
+
+
+async def test_ui_helpers_answer_for_the_app_serving_the_request(tmp_path: Path) -> None:
+    store = SqliteStore(f"sqlite:///{tmp_path / 'helpers.db'}")
+    await store.migrate()
+    try:
+        now = await store.now()
+        viewer, _ = await issue_token(store, "viewer", Scope.READ, now)
+        operator, _ = await issue_token(store, "operator", Scope.OPERATE, now)
+        # outside a request no app is known: nothing is accepted
+        assert await check_token(viewer) is False
+        app = SimpleNamespace(state=SimpleNamespace(engine=SimpleNamespace(store=store)))
+        reset = _current_app.set(app)
+        try:
+            assert await check_token(viewer) and await check_token(operator)
+            assert not await check_token("trd_" + "x" * 43)
+            assert await token_allows(viewer, "view")
+            assert not await token_allows(viewer, "start")
+            assert not await token_allows(viewer, "control")
+            assert await token_allows(operator, "start") and await token_allows(operator, "control")
+            assert await token_scope(operator) is Scope.OPERATE
+        finally:
+            _current_app.reset(reset)
+    finally:
+        await store.close()

@@ -138,6 +138,21 @@ async def token_scope(token: str) -> TokenScope | None:
     return TokenScope(record.scope) if record is not None else None
 
 
+#: What the web UI's actions need (its writes go through the API, which enforces the same);
+#: the UI may use :func:`token_allows` to offer only the buttons a session can use.
+UI_ACTIONS: dict[str, TokenScope] = {
+    "view": TokenScope.READ,
+    "start": TokenScope.SUBMIT,
+    "control": TokenScope.OPERATE,
+}
+
+
+async def token_allows(token: str, action: str) -> bool:
+    """Whether ``token`` may do the UI ``action`` (a key of :data:`UI_ACTIONS`)."""
+    held = await token_scope(token)
+    return held is not None and held.allows(UI_ACTIONS[action])
+
+
 async def check_token(token: str) -> bool:
     """The web UI's login check: any valid token may sign in (reading needs ``read``; the
     UI's control buttons and start form go through the API, which asks for more)."""
