@@ -235,3 +235,18 @@ def test_token_create_prints_the_token_once_and_stores_only_its_hash(secured: Se
         cli, ["token", "create", "--name", "x", "--scope", "root", "--db", str(db)]
     )
     assert bad.exit_code == 2 and "unknown scope 'root'" in bad.output
+
+
+def test_flower_import_sends_the_token(
+    secured: Secured, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from treadle.compat.flower.cli import flower_main
+
+    rows = (
+        Path(__file__).parent.parent / "compat" / "flower" / "examples" / "ms_task_definition.csv"
+    )
+    args = ["import", "--from", str(rows), "--server", secured.server.url]
+    monkeypatch.delenv("TREADLE_TOKEN", raising=False)
+    assert flower_main(args) != 0  # 401 without a token
+    monkeypatch.setenv("TREADLE_TOKEN", secured.tokens[Scope.SUBMIT])
+    assert flower_main(args) == 0
