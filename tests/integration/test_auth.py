@@ -142,6 +142,9 @@ def test_missing_or_bad_tokens_get_401(secured: Secured) -> None:
 def test_health_checks_stay_open(secured: Secured) -> None:
     for path in ("/healthz", "/readyz", "/health", "/status"):
         assert httpx.get(secured.server.url + path, timeout=30).status_code == 200, path
+    started = secured.server.log.read_text()
+    assert "authentication is on: every API request needs a bearer token" in started
+    assert "authentication is OFF" not in started
 
 
 def test_a_revoked_token_is_refused_at_once(secured: Secured) -> None:
