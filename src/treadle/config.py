@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
@@ -72,7 +72,9 @@ class Settings(BaseSettings):
     broker: str = Field(default="memory://", description="Broker URL")
     host: str = "127.0.0.1"
     port: int = 8765
-    auth: str = Field(default="none", description="none | token")
+    auth: Literal["none", "token"] = Field(
+        default="none", description="none | token: bearer tokens with scopes (docs/security.md)"
+    )
     definitions: list[str] = Field(default_factory=list, description="Folders loaded at start")
     imports: list[str] = Field(default_factory=list, description="Handler modules to import")
     queues: dict[str, int] = Field(default_factory=lambda: {"default": os.cpu_count() or 2})

@@ -6,10 +6,11 @@ import logging
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from fastapi_offline import FastAPIOffline
 
 from treadle import __version__, ui
+from treadle.api.auth import AuthContext, authorize
 from treadle.api.errors import install_error_handlers
 from treadle.api.limits import BodySizeLimit
 from treadle.api.v1 import (
@@ -21,6 +22,7 @@ from treadle.api.v1 import (
     schedules,
     signals,
     system,
+    tokens,
 )
 from treadle.config import Settings
 from treadle.engine.node import Node
@@ -57,12 +59,15 @@ def create_app(settings: Settings, roles: Sequence[str] = ("api",)) -> FastAPI:
         version=__version__,
         lifespan=lifespan,
         description="A durable workflow engine. Native API v1 plus the seed dialects.",
+        # On every route, dialects and UI included; treadle.tokens.policy decides the scope.
+        dependencies=[Depends(authorize)],
     )
     app.state.settings = settings
     app.state.node = node
     app.state.engine = None
     install_error_handlers(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(AuthContext)
     app.include_router(system.router)
     app.include_router(definitions.router)
     app.include_router(runs.router)
@@ -71,6 +76,7 @@ def create_app(settings: Settings, roles: Sequence[str] = ("api",)) -> FastAPI:
     app.include_router(signals.router)
     app.include_router(schedules.router)
     app.include_router(hooks.router)
+    app.include_router(tokens.router)
     for router in _compat_routers():
         app.include_router(router)  # type: ignore[arg-type]
     ui.mount(app)  # last: pages at / and /ui/..., assets at /static/

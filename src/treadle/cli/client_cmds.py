@@ -23,13 +23,16 @@ def server_url(server: str | None) -> str:
     return (server or os.environ.get("TREADLE_SERVER") or "http://127.0.0.1:8765").rstrip("/")
 
 
+def auth_headers() -> dict[str, str]:
+    """``Authorization: Bearer`` from ``--token`` / ``TREADLE_TOKEN``, when one is given."""
+    token = os.environ.get("TREADLE_TOKEN")
+    return {"Authorization": f"Bearer {token}"} if token else {}
+
+
 def request(server: str | None, method: str, path: str, **kwargs: Any) -> Any:
     """Call the API; print the server's error message and exit non-zero on failure."""
     url = server_url(server) + path
-    headers = kwargs.pop("headers", {})
-    token = os.environ.get("TREADLE_TOKEN")
-    if token:
-        headers["Authorization"] = f"Bearer {token}"
+    headers = {**kwargs.pop("headers", {}), **auth_headers()}
     try:
         response = httpx.request(method, url, headers=headers, timeout=30.0, **kwargs)
     except httpx.HTTPError as exc:
@@ -155,7 +158,11 @@ def register(app: typer.Typer, definitions_app: typer.Typer) -> None:  # noqa: C
         url = f"{server_url(server)}/api/v1/runs/{run_id}/tasks/{task}/logs"
         try:
             with httpx.stream(
-                "GET", url, params={"follow": str(follow).lower()}, timeout=None
+                "GET",
+                url,
+                params={"follow": str(follow).lower()},
+                headers=auth_headers(),
+                timeout=None,
             ) as response:
                 if response.status_code >= 400:
                     response.read()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from treadle.cli import (
     run_cmd,
     runs_cmds,
     serve,
+    token_cmds,
 )
 from treadle.cli.common import fail, friendly_errors
 
@@ -26,6 +28,18 @@ app = typer.Typer(
 definitions_app = typer.Typer(no_args_is_help=True, help="Stored definitions and files.")
 app.add_typer(definitions_app, name="definitions")
 
+
+@app.callback()
+def _global(
+    token: str | None = typer.Option(
+        None, "--token", help="API token for client commands (TREADLE_TOKEN)", show_default=False
+    ),
+) -> None:
+    """treadle: a durable workflow engine."""
+    if token:
+        os.environ["TREADLE_TOKEN"] = token  # the SDK and the client commands read it
+
+
 serve.register(app)
 maintenance.register(app)
 run_cmd.register(app)
@@ -33,6 +47,7 @@ client_cmds.register(app, definitions_app)
 runs_cmds.register(app)
 ops_cmds.register(app, definitions_app)
 control_cmds.register(app)
+token_cmds.register(app)
 
 
 @app.command()

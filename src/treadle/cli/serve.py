@@ -32,6 +32,9 @@ GraceOpt = typer.Option(
     help="Seconds a stopping worker lets in-flight attempts finish before handing them back "
     "(TREADLE_GRACE_SECONDS, default 30)",
 )
+AuthOpt = typer.Option(
+    None, "--auth", help="none | token: require API tokens (TREADLE_AUTH; docs/security.md)"
+)
 MetricsPortOpt = typer.Option(None, "--metrics-port", help="Serve Prometheus metrics on this port")
 
 
@@ -53,14 +56,9 @@ def serve_http(settings: Settings, roles: Sequence[str]) -> None:
     from treadle.api.app import create_app
 
     configure_logging(settings.log_level, settings.log_format)
-    if settings.auth == "none":
-        loopback = settings.host in {"127.0.0.1", "localhost", "::1"}
-        err_console.print(
-            "[bold yellow]WARNING:[/] authentication is OFF (--auth none): anyone who can reach "
-            f"{settings.host}:{settings.port} can run commands on this machine."
-            + ("" if loopback else " This server listens beyond loopback!"),
-            highlight=False,
-        )
+    from treadle.api.auth import announce
+
+    announce(settings)
     app = create_app(settings, roles)
     config = uvicorn.Config(
         app,
@@ -117,6 +115,7 @@ def register(app: typer.Typer) -> None:
         automigrate: bool | None = AutomigrateOpt,
         log_format: str | None = LogFormatOpt,
         config: str | None = ConfigOpt,
+        auth: str | None = AuthOpt,
     ) -> None:
         """Run api + coordinator + worker in one process (SQLite and in-process queue)."""
         settings = build_settings(
@@ -130,6 +129,7 @@ def register(app: typer.Typer) -> None:
             queue=queue,
             automigrate=automigrate,
             log_format=log_format,
+            auth=auth,
         )
         serve_http(settings, ("api", "coordinator", "worker"))
 
@@ -143,6 +143,7 @@ def register(app: typer.Typer) -> None:
         automigrate: bool | None = AutomigrateOpt,
         log_format: str | None = LogFormatOpt,
         config: str | None = ConfigOpt,
+        auth: str | None = AuthOpt,
     ) -> None:
         """Serve the REST API (and UI) only."""
         settings = build_settings(
@@ -154,6 +155,7 @@ def register(app: typer.Typer) -> None:
             definitions=definitions or None,
             automigrate=automigrate,
             log_format=log_format,
+            auth=auth,
         )
         serve_http(settings, ("api",))
 

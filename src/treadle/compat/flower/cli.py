@@ -20,6 +20,7 @@ import httpx
 
 from treadle.compat.flower.translate import COLUMNS, group_rows
 from treadle.errors import DefinitionError
+from treadle.sdk.transport import default_headers
 
 DEFAULT_TABLE = "ms_task_definition"
 _TABLE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}(\.[A-Za-z_][A-Za-z0-9_]{0,62})?$")
@@ -106,7 +107,8 @@ def import_rows(rows: list[dict[str, Any]], server: str, only: list[str]) -> int
         print("no workflows to import", file=sys.stderr)
         return 1
     failures = 0 if not only or set(only) <= set(groups) else 1
-    with httpx.Client(base_url=server, timeout=30.0) as client:
+    # default_headers: the bearer token of TREADLE_TOKEN, when the server asks for one
+    with httpx.Client(base_url=server, headers=default_headers(None), timeout=30.0) as client:
         for task_id, group in sorted(groups.items()):
             try:
                 response = client.post(
