@@ -24,11 +24,12 @@ from treadle.store.records import (
     TaskRecord,
     WorkerRecord,
 )
+from treadle.store.secrets_base import SecretStore
 from treadle.store.triggers_base import TriggerStore
 
 
 @runtime_checkable
-class Store(TriggerStore, Protocol):
+class Store(TriggerStore, SecretStore, Protocol):
     """Persistence for treadle. Implementations: SQLite, PostgreSQL (and more later)."""
 
     url: str

@@ -51,6 +51,7 @@ from treadle.store.redis_codec import (
     time_bound,
     to_micros,
 )
+from treadle.store.redis_secrets import RedisSecretsMixin
 from treadle.store.sql import decode_cursor, encode_cursor
 from treadle.store.triggers_unsupported import UnsupportedTriggersMixin
 
@@ -110,7 +111,7 @@ def _layer_fields(layer: LayerRecord) -> list[str]:
     return [layer.id, str(len(fields)), *_flatten(fields)]
 
 
-class RedisStore(UnsupportedTriggersMixin):
+class RedisStore(UnsupportedTriggersMixin, RedisSecretsMixin):
     """The :class:`~treadle.store.base.Store` protocol on Redis (redis-py asyncio)."""
 
     def __init__(self, url: str, *, prefix: str | None = None) -> None:

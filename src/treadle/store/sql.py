@@ -49,6 +49,7 @@ from treadle.store.records import (
     TaskRecord,
     WorkerRecord,
 )
+from treadle.store.sql_secrets import SqlSecretsMixin
 from treadle.store.sql_triggers import RUN_TABLES as TRIGGER_RUN_TABLES
 from treadle.store.sql_triggers import SqlTriggersMixin
 
@@ -227,7 +228,7 @@ def decode_cursor(cursor: str) -> tuple[datetime, str]:
         raise NotFound(f"invalid cursor: {cursor!r}") from exc
 
 
-class SqlStore(SqlTriggersMixin):
+class SqlStore(SqlTriggersMixin, SqlSecretsMixin):
     """Store logic on an :class:`AsyncEngine`; see :mod:`treadle.store.base` for the contract."""
 
     url: str
