@@ -19,6 +19,7 @@ from treadle.api.v1 import (
     metrics,
     runs,
     schedules,
+    secrets,
     signals,
     system,
 )
@@ -71,6 +72,7 @@ def create_app(settings: Settings, roles: Sequence[str] = ("api",)) -> FastAPI:
     app.include_router(signals.router)
     app.include_router(schedules.router)
     app.include_router(hooks.router)
+    app.include_router(secrets.router)
     for router in _compat_routers():
         app.include_router(router)  # type: ignore[arg-type]
     ui.mount(app)  # last: pages at / and /ui/..., assets at /static/

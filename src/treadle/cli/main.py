@@ -16,6 +16,7 @@ from treadle.cli import (
     ops_cmds,
     run_cmd,
     runs_cmds,
+    secret_cmds,
     serve,
 )
 from treadle.cli.common import fail, friendly_errors
@@ -33,6 +34,7 @@ client_cmds.register(app, definitions_app)
 runs_cmds.register(app)
 ops_cmds.register(app, definitions_app)
 control_cmds.register(app)
+secret_cmds.register(app)
 
 
 @app.command()

@@ -71,7 +71,13 @@ class Masker:
     """Masks a fixed set of secret values in text and in JSON-like values."""
 
     def __init__(self, secrets: Iterable[str] = ()) -> None:
-        needles: set[str] = set()
+        self.needles: tuple[str, ...] = ()
+        self.longest = 0
+        self.add(secrets)
+
+    def add(self, secrets: Iterable[str]) -> None:
+        """Mask these values too (streams already open pick them up)."""
+        needles = set(self.needles)
         for secret in secrets:
             needles |= needles_for(secret)
         self.needles = tuple(sorted(needles, key=len, reverse=True))
