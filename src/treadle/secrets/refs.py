@@ -80,7 +80,7 @@ def stamp(rendered: dict[str, Any], context: Mapping[str, Any]) -> dict[str, Any
 
 def _contains(value: Any, needle: str) -> bool:
     if isinstance(value, str):
-        return needle in value
+        return needle in value.lower()  # a filter may have upper-cased the marker
     if isinstance(value, dict):
         return any(_contains(v, needle) for v in value.values())
     if isinstance(value, list):
