@@ -31,7 +31,8 @@ tasks:
       printf 'a%s' "$X" | base64
       printf 'ab%s' "$X" | base64
       printf 'user:%s@host' "$X" | base64
-      python3 -c 'import os, urllib.parse as u; x = os.environ["X"]; print(u.quote(x, safe="")); print(u.quote_plus(x))'
+      python3 -c 'import os, urllib.parse as u; print(u.quote(os.environ["X"], safe=""))'
+      python3 -c 'import os, urllib.parse as u; print(u.quote_plus(os.environ["X"]))'
       printf '{"token": "%s"}\\n' "$X"
   - name: fail
     kind: shell

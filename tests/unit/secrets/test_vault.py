@@ -40,7 +40,7 @@ def test_rotation_new_key_first_still_reads_old_tokens() -> None:
 
 
 def test_malformed_key_fails_in_one_line() -> None:
-    with pytest.raises(ConfigError, match="not a Fernet key.*treadle secret keygen"):
+    with pytest.raises(ConfigError, match=r"not a Fernet key.*treadle secret keygen"):
         open_vault("not-a-key", "postgresql://db/x")
 
 
