@@ -73,6 +73,7 @@ class Masker:
     def __init__(self, secrets: Iterable[str] = ()) -> None:
         self.needles: tuple[str, ...] = ()
         self.longest = 0
+        self._by_first: dict[str, tuple[str, ...]] = {}
         self.add(secrets)
 
     def add(self, secrets: Iterable[str]) -> None:
@@ -82,6 +83,10 @@ class Masker:
             needles |= needles_for(secret)
         self.needles = tuple(sorted(needles, key=len, reverse=True))
         self.longest = len(self.needles[0]) if self.needles else 0
+        by_first: dict[str, list[str]] = {}
+        for needle in self.needles:
+            by_first.setdefault(needle[0], []).append(needle)
+        self._by_first = {c: tuple(ns) for c, ns in by_first.items()}
 
     def __bool__(self) -> bool:
         return bool(self.needles)
@@ -144,9 +149,13 @@ class Masker:
         """Where the longest suffix of ``text`` that is a proper prefix of a needle starts."""
         start = max(0, len(text) - self.longest + 1)
         for at in range(start, len(text)):
-            tail = text[at:]
-            if any(n.startswith(tail) and len(n) > len(tail) for n in self.needles):
-                return at
+            candidates = self._by_first.get(text[at])
+            if not candidates:
+                continue
+            size = len(text) - at
+            for needle in candidates:
+                if len(needle) > size and needle.startswith(text[at:]):
+                    return at
         return len(text)
 
 
