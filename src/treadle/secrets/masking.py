@@ -26,12 +26,15 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 from collections.abc import Iterable
 from typing import Any
 from urllib.parse import quote, quote_plus
 
 MASK = "***"
 MIN_DERIVED = 4
+# How runtimes mark capped output (runtime.base.cap_text): text before it may end mid-secret.
+_CUT = re.compile(r"\n\.\.\. \[truncated \d+ characters\]$")
 
 
 def _base64_forms(value: bytes) -> set[str]:
@@ -129,12 +132,23 @@ class Masker:
         runs = self._covered(text)
         return self._replace(text, runs) if runs else text
 
+    def mask_capped(self, text: str) -> str:
+        """:meth:`mask`, also hiding a secret's start left dangling where capped text was cut."""
+        cut = _CUT.search(text) if self.needles else None
+        if cut is None:
+            return self.mask(text)
+        kept, marker = text[: cut.start()], text[cut.start() :]
+        dangling = self._held_tail(kept)
+        if dangling < len(kept):
+            return self.mask(kept[:dangling]) + MASK + marker
+        return self.mask(kept) + marker
+
     def mask_value(self, value: Any) -> Any:
         """Mask every string (keys too) inside a JSON-like value."""
         if not self.needles:
             return value
         if isinstance(value, str):
-            return self.mask(value)
+            return self.mask_capped(value)
         if isinstance(value, dict):
             return {self.mask_value(k): self.mask_value(v) for k, v in value.items()}
         if isinstance(value, list | tuple):

@@ -168,3 +168,16 @@ def test_stream_output_equals_whole_text_masking(
     for secret in secrets:
         assert secret not in out
     assert out == masker.mask(text)
+
+
+def test_capped_output_cut_inside_a_secret_hides_the_dangling_start() -> None:
+    from treadle.runtime.base import cap_text
+
+    text = "x" * 90 + SECRET + "tail"
+    capped = cap_text(text, 95)  # cuts five characters into the secret
+    assert SECRET[:5] in capped
+    masked = Masker([SECRET]).mask_value({"stdout": capped})["stdout"]
+    assert SECRET[:5] not in masked
+    assert masked.startswith("x" * 90 + "***\n... [truncated")
+    # Output without a cut keeps a harmless ending as it is.
+    assert Masker([SECRET]).mask_value("ends with " + SECRET[:3]) == "ends with " + SECRET[:3]
