@@ -100,6 +100,12 @@ class Settings(BaseSettings):
     container_network: str = Field(default="none", description="Default container network")
     container_result_limit: int = Field(default=64 * 1024, ge=1024)
     container_stop_grace: float = Field(default=2.0, ge=0)
+    secret_key: str | None = Field(
+        default=None,
+        description="Fernet key(s) encrypting stored secrets, comma-separated: the first "
+        "encrypts, all decrypt (rotation). Unset on a SQLite store: a key file next to it.",
+        repr=False,
+    )
     log_level: str = "info"
     log_format: str = "text"
 

@@ -20,6 +20,7 @@ from treadle.api.v1 import (
     metrics,
     runs,
     schedules,
+    secrets,
     signals,
     system,
     tokens,
@@ -77,6 +78,7 @@ def create_app(settings: Settings, roles: Sequence[str] = ("api",)) -> FastAPI:
     app.include_router(schedules.router)
     app.include_router(hooks.router)
     app.include_router(tokens.router)
+    app.include_router(secrets.router)
     for router in _compat_routers():
         app.include_router(router)  # type: ignore[arg-type]
     ui.mount(app)  # last: pages at / and /ui/..., assets at /static/

@@ -17,6 +17,7 @@ from treadle.cli import (
     ops_cmds,
     run_cmd,
     runs_cmds,
+    secret_cmds,
     serve,
     token_cmds,
 )
@@ -48,6 +49,7 @@ runs_cmds.register(app)
 ops_cmds.register(app, definitions_app)
 control_cmds.register(app)
 token_cmds.register(app)
+secret_cmds.register(app)
 
 
 @app.command()

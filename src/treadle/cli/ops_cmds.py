@@ -107,6 +107,8 @@ def config_show(
     data = settings.model_dump(mode="json")
     for key in ("db", "broker"):
         data[key] = _mask(str(data[key]))
+    if data.get("secret_key"):
+        data["secret_key"] = "***"  # the key that decrypts every stored secret
 
     def table(values: dict[str, Any]) -> None:
         for key, value in values.items():

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from treadle.errors import TemplateError
 from treadle.model.states import TaskStatus
 from treadle.model.templating import render_string, render_task_spec
+from treadle.secrets.refs import stamp
 from treadle.store.records import TaskChange, TaskRecord
 
 if TYPE_CHECKING:
@@ -77,7 +78,7 @@ def child_context(context: Mapping[str, Any], child: TaskRecord) -> dict[str, An
 def render_child(child: TaskRecord, context: Mapping[str, Any]) -> dict[str, Any]:
     """The child's spec with templates rendered; ``item`` values are data, never templates."""
     spec = {k: v for k, v in child.spec.items() if k != "fanout"}
-    return render_task_spec(spec, child_context(context, child))
+    return stamp(render_task_spec(spec, child_context(context, child)), context)
 
 
 def _index(task: TaskRecord) -> int:

@@ -16,6 +16,8 @@ from treadle.config import Settings
 from treadle.engine.coordinator import Coordinator, CoordinatorSettings
 from treadle.engine.service import EngineService
 from treadle.errors import ServiceUnavailable, TreadleError
+from treadle.secrets.attempt import store_source
+from treadle.secrets.vault import Vault, open_vault
 from treadle.store.factory import open_store
 from treadle.worker.handlers import import_modules
 from treadle.worker.worker import Worker, WorkerSettings
@@ -32,9 +34,12 @@ class Node:
         self.settings = settings
         self.roles = set(roles)
         self.service: EngineService | None = None
+        self.vault: Vault | None = None
 
     async def start(self) -> EngineService:
         import_modules(self.settings.imports)
+        # Before connecting: a malformed secret_key fails at start, in one line.
+        self.vault = open_vault(self.settings.secret_key, self.settings.db)
         store = open_store(self.settings.db)
         broker = open_broker(self.settings.broker)
         try:
@@ -83,6 +88,7 @@ class Node:
                     runtime_settings=runtime_settings,
                 ),
                 capabilities=capabilities,
+                secret_source=store_source(store, self.vault),
             )
             await worker.start()
             service.workers.append(worker)

@@ -30,6 +30,7 @@ from treadle.engine.layering import plan_layers
 from treadle.errors import TemplateError
 from treadle.model.states import RunStatus, TaskStatus
 from treadle.model.templating import evaluate_condition, render_task_spec, render_value
+from treadle.secrets.refs import NONCE_FIELD, DeferredSecrets, stamp
 from treadle.store.records import LayerChange, LayerRecord, RunRecord, TaskChange, TaskRecord
 
 _OK = "ok"
@@ -68,6 +69,7 @@ def template_context(run: RunRecord, tasks: Sequence[TaskRecord]) -> dict[str, A
     definition = run.definition
     inputs = dict(run.inputs)
     base: dict[str, Any] = {
+        "secrets": DeferredSecrets(),  # markers only; the worker substitutes the values
         "inputs": inputs,
         "run": {
             "id": run.id,
@@ -292,6 +294,11 @@ def _start(
             return next_seq + len(kids)
         if task.spec.get("kind") == "subworkflow":
             rendered = render_task_spec(task.spec, context)
+            if NONCE_FIELD in stamp(rendered, context):
+                raise TemplateError(
+                    f"task {task.name!r}: secrets cannot be passed to a sub-workflow; "
+                    "reference them in the child definition"
+                )
             decision.task_changes.append(
                 TaskChange(
                     task.id,
@@ -316,7 +323,7 @@ def render_spec(spec: Mapping[str, Any], context: Mapping[str, Any]) -> dict[str
     if spec.get("post"):
         # Post steps are rendered by the worker once the outcome is known; they keep these.
         rendered["post_context"] = {k: context[k] for k in ("inputs", "vars", "run")}
-    return rendered
+    return stamp(rendered, context)
 
 
 def _failed(task: TaskRecord, message: str, now: datetime) -> TaskChange:

@@ -25,11 +25,12 @@ from treadle.store.records import (
     WorkerRecord,
 )
 from treadle.store.tokens_base import TokenStore
+from treadle.store.secrets_base import SecretStore
 from treadle.store.triggers_base import TriggerStore
 
 
 @runtime_checkable
-class Store(TriggerStore, TokenStore, Protocol):
+class Store(TriggerStore, TokenStore, SecretStore, Protocol):
     """Persistence for treadle. Implementations: SQLite, PostgreSQL (and more later)."""
 
     url: str

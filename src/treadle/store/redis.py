@@ -52,6 +52,7 @@ from treadle.store.redis_codec import (
     to_micros,
 )
 from treadle.store.redis_tokens import RedisTokensMixin
+from treadle.store.redis_secrets import RedisSecretsMixin
 from treadle.store.sql import decode_cursor, encode_cursor
 from treadle.store.triggers_unsupported import UnsupportedTriggersMixin
 
@@ -111,7 +112,7 @@ def _layer_fields(layer: LayerRecord) -> list[str]:
     return [layer.id, str(len(fields)), *_flatten(fields)]
 
 
-class RedisStore(RedisTokensMixin, UnsupportedTriggersMixin):
+class RedisStore(RedisTokensMixin, UnsupportedTriggersMixin, RedisSecretsMixin):
     """The :class:`~treadle.store.base.Store` protocol on Redis (redis-py asyncio)."""
 
     def __init__(self, url: str, *, prefix: str | None = None) -> None:

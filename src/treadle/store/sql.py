@@ -50,6 +50,7 @@ from treadle.store.records import (
     WorkerRecord,
 )
 from treadle.store.sql_tokens import SqlTokensMixin
+from treadle.store.sql_secrets import SqlSecretsMixin
 from treadle.store.sql_triggers import RUN_TABLES as TRIGGER_RUN_TABLES
 from treadle.store.sql_triggers import SqlTriggersMixin
 
@@ -228,7 +229,7 @@ def decode_cursor(cursor: str) -> tuple[datetime, str]:
         raise NotFound(f"invalid cursor: {cursor!r}") from exc
 
 
-class SqlStore(SqlTokensMixin, SqlTriggersMixin):
+class SqlStore(SqlTokensMixin, SqlTriggersMixin, SqlSecretsMixin):
     """Store logic on an :class:`AsyncEngine`; see :mod:`treadle.store.base` for the contract."""
 
     url: str

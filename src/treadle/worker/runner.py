@@ -17,6 +17,8 @@ from treadle.model.states import AttemptStatus, TaskStatus
 from treadle.model.templating import render_string, render_task_spec
 from treadle.runtime.base import AttemptContext, TaskFailed
 from treadle.runtime.registry import runtime_for
+from treadle.secrets.attempt import AttemptSecrets, SecretSource
+from treadle.secrets.refs import NONCE_FIELD
 from treadle.store.records import AttemptOutcome, AttemptRecord, TaskRecord
 
 log = logging.getLogger(__name__)
@@ -59,7 +61,7 @@ async def _execute(spec: Mapping[str, Any], ctx: AttemptContext) -> Any:
         raise TaskFailed(f"internal error in the {kind} runtime: {exc}") from exc
 
 
-async def _with_steps(spec: Mapping[str, Any], ctx: AttemptContext) -> Any:
+async def _with_steps(spec: Mapping[str, Any], ctx: AttemptContext, secrets: AttemptSecrets) -> Any:
     """Pre steps, the task, then post steps (always, seeing the outcome) in one workdir."""
     failure: TaskFailed | None = None
     output: Any = None
@@ -80,12 +82,12 @@ async def _with_steps(spec: Mapping[str, Any], ctx: AttemptContext) -> Any:
         "output": failure.output if failure else output,
         "error": failure.message if failure else None,
     }
-    context = {**(spec.get("post_context") or {}), "main": main}
+    context = {**(spec.get("post_context") or {}), "main": main, "secrets": secrets.deferred()}
     ctx.env["TREADLE_MAIN_STATUS"] = status
     ctx.env["TREADLE_MAIN_ERROR"] = failure.message if failure else ""
     for step in spec.get("post") or []:
         try:
-            await _execute(render_task_spec(step, context), ctx)
+            await _execute(await secrets.resolve(render_task_spec(step, context)), ctx)
         except TemplateError as exc:
             failure = failure or TaskFailed(f"post step {step.get('name')}: {exc.message}")
         except TaskFailed as exc:
@@ -114,9 +116,36 @@ async def run_attempt(
     now: datetime,
     heartbeat: Callable[[], Coroutine[Any, Any, None]] | None = None,
     trace_headers: Mapping[str, str] | None = None,
+    secret_source: SecretSource | None = None,
 ) -> AttemptOutcome:
-    """Execute ``attempt`` of ``task`` and describe how it ended (never raises but on cancel)."""
+    """Execute ``attempt`` of ``task`` and describe how it ended (never raises but on cancel).
+
+    Secret references are resolved here, never earlier, and every log line, the output and
+    the error go through the attempt's masker before they leave this function.
+    """
     spec = task.rendered or task.spec
+    secrets = AttemptSecrets(secret_source, spec.get(NONCE_FIELD))
+    log_sink = secrets.sink(log_sink)
+    try:
+        outcome = await _run(
+            task, attempt, spec, secrets, log_sink, settings, now, heartbeat, trace_headers
+        )
+    finally:
+        secrets.flush()
+    return secrets.mask_outcome(outcome)
+
+
+async def _run(
+    task: TaskRecord,
+    attempt: AttemptRecord,
+    spec: Mapping[str, Any],
+    secrets: AttemptSecrets,
+    log_sink: Callable[[str, str], None],
+    settings: Mapping[str, Any],
+    now: datetime,
+    heartbeat: Callable[[], Coroutine[Any, Any, None]] | None,
+    trace_headers: Mapping[str, str] | None,
+) -> AttemptOutcome:
     ctx = AttemptContext(
         run_id=task.run_id,
         task_id=task.id,
@@ -130,13 +159,14 @@ async def run_attempt(
     )
     workdir: str | None = None
     try:
+        spec = await secrets.resolve(spec)
         # Container tasks run their pre/post containers themselves (they share volumes).
         if (spec.get("pre") or spec.get("post")) and spec.get("kind") != "container":
             # Steps and the task share one scratch directory, removed after the attempt.
             workdir = tempfile.mkdtemp(prefix=f"treadle-{task.id[:8]}-")
             ctx.workdir = Path(workdir)
             ctx.env["TREADLE_WORKDIR"] = workdir
-            output = await _with_steps(spec, ctx)
+            output = await _with_steps(spec, ctx, secrets)
         else:
             output = await _execute(spec, ctx)
     except TaskFailed as failure:

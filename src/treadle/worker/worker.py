@@ -21,6 +21,7 @@ from typing import Any
 from treadle.broker.base import COORDINATOR_QUEUE, Broker, Delivery
 from treadle.model.states import AttemptStatus, TaskStatus
 from treadle.observability import metrics
+from treadle.secrets.attempt import SecretSource
 from treadle.store.base import Store
 from treadle.store.records import (
     AttemptOutcome,
@@ -63,8 +64,11 @@ class Worker:
         broker: Broker,
         settings: WorkerSettings | None = None,
         capabilities: Mapping[str, Any] | None = None,
+        secret_source: SecretSource | None = None,
     ) -> None:
         self.store = store
+        # Where ``{{ secrets.NAME }}`` values come from (None: tasks using one fail).
+        self.secret_source = secret_source
         self.broker = broker
         self.settings = settings or WorkerSettings()
         self.id = (
@@ -208,6 +212,7 @@ class Worker:
                 self.settings.runtime_settings,
                 await self.store.now(),
                 heartbeat=lambda: self.renew(attempt.id),
+                secret_source=self.secret_source,
             )
         except asyncio.CancelledError:
             if self._stopping:
