@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
@@ -99,7 +99,12 @@ class Settings(BaseSettings):
     container_result_limit: int = Field(default=64 * 1024, ge=1024)
     container_stop_grace: float = Field(default=2.0, ge=0)
     log_level: str = "info"
-    log_format: str = "text"
+    log_format: Literal["text", "json"] = Field(
+        default="text", description="text | json (one object a line, with run/task/attempt ids)"
+    )
+    tracing: Literal["none", "otlp", "console"] = Field(
+        default="none", description="OpenTelemetry spans: none | otlp | console (OTEL_* apply)"
+    )
 
     @field_validator("definitions", "imports", mode="before")
     @classmethod

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import signal
 from collections.abc import Sequence
 from typing import Any
@@ -46,6 +47,18 @@ def build_settings(config: str | None, **flags: Any) -> Settings:
         return load_settings(config, **flags)
 
 
+def say(settings: Settings, message: str, warning: bool = False) -> None:
+    """A notice for the operator: a log record in JSON mode (one object a line), else rich."""
+    if settings.log_format == "json":
+        logging.getLogger("treadle.serve").log(
+            logging.WARNING if warning else logging.INFO, message
+        )
+    elif warning:
+        err_console.print(f"[bold yellow]WARNING:[/] {message}", highlight=False)
+    else:
+        err_console.print(message, highlight=False)
+
+
 def serve_http(settings: Settings, roles: Sequence[str]) -> None:
     """Run uvicorn with the app for ``roles``; startup failures are one line and exit 2."""
     import uvicorn
@@ -55,11 +68,12 @@ def serve_http(settings: Settings, roles: Sequence[str]) -> None:
     configure_logging(settings.log_level, settings.log_format)
     if settings.auth == "none":
         loopback = settings.host in {"127.0.0.1", "localhost", "::1"}
-        err_console.print(
-            "[bold yellow]WARNING:[/] authentication is OFF (--auth none): anyone who can reach "
+        say(
+            settings,
+            "authentication is OFF (--auth none): anyone who can reach "
             f"{settings.host}:{settings.port} can run commands on this machine."
             + ("" if loopback else " This server listens beyond loopback!"),
-            highlight=False,
+            warning=True,
         )
     app = create_app(settings, roles)
     config = uvicorn.Config(
@@ -99,7 +113,7 @@ async def run_headless(settings: Settings, roles: Sequence[str]) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(sig, stop.set)
-    err_console.print(f"treadle {' + '.join(roles)} running; Ctrl-C to stop", highlight=False)
+    say(settings, f"treadle {' + '.join(roles)} running; Ctrl-C to stop")
     await stop.wait()
     await node.stop()
 

@@ -16,6 +16,7 @@ from treadle.config import Settings
 from treadle.engine.coordinator import Coordinator, CoordinatorSettings
 from treadle.engine.service import EngineService
 from treadle.errors import ServiceUnavailable, TreadleError
+from treadle.observability import tracing
 from treadle.store.factory import open_store
 from treadle.worker.handlers import import_modules
 from treadle.worker.worker import Worker, WorkerSettings
@@ -35,6 +36,7 @@ class Node:
 
     async def start(self) -> EngineService:
         import_modules(self.settings.imports)
+        tracing.configure(self.settings.tracing)
         store = open_store(self.settings.db)
         broker = open_broker(self.settings.broker)
         try:
@@ -102,6 +104,7 @@ class Node:
             await service.coordinator.stop()
         await service.broker.close()
         await service.store.close()
+        tracing.shutdown()
         self.service = None
 
 
