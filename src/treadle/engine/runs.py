@@ -17,6 +17,7 @@ from treadle.errors import InvalidState
 from treadle.model.definition import Definition
 from treadle.model.inputs import resolve_inputs
 from treadle.model.parse import definition_from_document
+from treadle.model.routing import dispatch_queue
 from treadle.model.states import RunStatus, TaskStatus
 from treadle.observability import tracing
 from treadle.store.base import Store
@@ -61,7 +62,7 @@ def build_tasks(
                 status=(TaskStatus.PAUSED if task.paused else TaskStatus.PENDING).value,
                 spec=doc,
                 depends_on=deps[task.name],
-                queue=task.queue,
+                queue=dispatch_queue(task.queue, doc),
                 priority=task.priority,
                 created_at=now,
                 layer=task.layer,

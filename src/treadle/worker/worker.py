@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from treadle.broker.base import COORDINATOR_QUEUE, Broker, Delivery
+from treadle.model.routing import container_queue
 from treadle.model.states import AttemptStatus, TaskStatus
 from treadle.observability import logcontext, metrics, tracing
 from treadle.store.base import Store
@@ -167,23 +168,30 @@ class Worker:
         )
 
     # -- taking work ----------------------------------------------------------------------
-    async def _serve(self, queue: str, concurrency: int) -> None:
-        slots = asyncio.Semaphore(concurrency)
-        inbox: asyncio.Queue[Delivery] = asyncio.Queue()
+    def broker_queues(self, queue: str) -> list[str]:
+        """The broker queues behind one served queue: its container twin too when capable."""
+        if self.capabilities.get("containers"):
+            return [queue, container_queue(queue)]
+        return [queue]
 
-        async def feed() -> None:
+    async def _serve(self, queue: str, concurrency: int) -> None:
+        # One concurrency for the queue and its container twin: both feed one inbox.
+        slots = asyncio.Semaphore(concurrency)
+        inbox: asyncio.Queue[tuple[str, Delivery]] = asyncio.Queue()
+
+        async def feed(name: str) -> None:
             while True:
                 try:
-                    async for delivery in self.broker.consume(queue, prefetch=concurrency):
-                        await inbox.put(delivery)
+                    async for delivery in self.broker.consume(name, prefetch=concurrency):
+                        await inbox.put((name, delivery))
                 except asyncio.CancelledError:
                     raise
                 except Exception as exc:
                     metrics.BROKER_ERRORS.labels("consume").inc()
-                    log.warning("consuming %s interrupted: %s", queue, exc)
+                    log.warning("consuming %s interrupted: %s", name, exc)
                     await asyncio.sleep(1.0)
 
-        feeder = asyncio.create_task(feed())
+        feeders = [asyncio.create_task(feed(name)) for name in self.broker_queues(queue)]
         try:
             while True:
                 await slots.acquire()
@@ -191,9 +199,14 @@ class Worker:
                 while not inbox.empty() and slots._value > 0:
                     await slots.acquire()
                     batch.append(inbox.get_nowait())
-                await self._claim_batch(queue, batch, slots)
+                by_queue: dict[str, list[Delivery]] = {}
+                for name, delivery in batch:
+                    by_queue.setdefault(name, []).append(delivery)
+                for name, deliveries in by_queue.items():
+                    await self._claim_batch(name, deliveries, slots)
         finally:
-            feeder.cancel()
+            for feeder in feeders:
+                feeder.cancel()
 
     async def _claim_batch(
         self, queue: str, batch: list[Delivery], slots: asyncio.Semaphore
