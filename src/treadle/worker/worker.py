@@ -358,8 +358,8 @@ class Worker:
                     for o, run_id, _ in outcomes:
                         if o.attempt_id not in kept:
                             log.info(
-                                "stale result of attempt %s rejected by the store: its lease "
-                                "had expired and the task moved on",
+                                "stale result(s) rejected by the store for attempt %s: its "
+                                "lease had expired and the task moved on",
                                 o.attempt_id,
                                 extra={
                                     "run_id": run_id,
