@@ -65,8 +65,7 @@ def configure(mode: str) -> None:
         from opentelemetry.sdk.trace.export import BatchSpanProcessor
     except ImportError as exc:
         raise ConfigError(
-            f"tracing {mode!r} needs OpenTelemetry ({exc.name} is missing): "
-            "pip install 'treadle[otel]'"
+            f"tracing {mode!r} needs OpenTelemetry ({exc.name or exc}): pip install 'treadle[otel]'"
         ) from exc
     exporter = _exporter(mode)
     attributes = {} if os.environ.get("OTEL_SERVICE_NAME") else {"service.name": "treadle"}
