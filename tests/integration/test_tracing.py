@@ -157,6 +157,28 @@ async def test_a_failed_attempt_span_is_marked_as_error(
     assert not complete.status.is_ok
 
 
+async def test_a_subworkflow_run_continues_its_parents_trace(
+    engine: EngineService, spans: InMemorySpanExporter
+) -> None:
+    await engine.create_definition(
+        {"name": "traced-child", "tasks": [{"name": "inner", "kind": "log", "message": "hi"}]}
+    )
+    doc = {
+        "name": "traced-parent",
+        "tasks": [{"name": "sub", "kind": "subworkflow", "definition": "traced-child"}],
+    }
+    run = await engine.start_run(doc, {})
+    assert (await wait_run(engine, run.id)).status == "completed"
+    submits = await _finished(spans, "treadle.run.submit", 2)
+    (start,) = await _finished(spans, "treadle.subworkflow.start", 1)
+    (parent_submit,) = [s for s in submits if s.parent is None]
+    (child_submit,) = [s for s in submits if s.parent is not None]
+    assert parent_submit.attributes is not None
+    assert parent_submit.attributes["treadle.run_id"] == run.id
+    assert child_submit.parent is not None and child_submit.parent.span_id == start.context.span_id
+    assert start.context.trace_id == child_submit.context.trace_id == parent_submit.context.trace_id
+
+
 async def test_http_tasks_send_the_attempt_traceparent(
     engine: EngineService, spans: InMemorySpanExporter, echo_server: EchoServer
 ) -> None:
