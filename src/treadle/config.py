@@ -107,7 +107,12 @@ class Settings(BaseSettings):
         repr=False,
     )
     log_level: str = "info"
-    log_format: str = "text"
+    log_format: Literal["text", "json"] = Field(
+        default="text", description="text | json (one object a line, with run/task/attempt ids)"
+    )
+    tracing: Literal["none", "otlp", "console"] = Field(
+        default="none", description="OpenTelemetry spans: none | otlp | console (OTEL_* apply)"
+    )
 
     @field_validator("definitions", "imports", mode="before")
     @classmethod

@@ -11,6 +11,7 @@ from typing import Any, NoReturn
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from treadle.errors import ConfigError, ServiceUnavailable, TreadleError
 
@@ -20,7 +21,8 @@ err_console = Console(stderr=True)
 
 def fail(message: str, code: int = 1) -> NoReturn:
     # soft_wrap: one line however narrow the terminal (logs and tests read it as one).
-    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    # Escaped: messages name extras like 'treadle[otel]', which are not markup.
+    err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
 
 
@@ -36,14 +38,19 @@ def friendly_errors() -> Iterator[None]:
 
 
 def configure_logging(level: str = "info", fmt: str = "text") -> None:
+    """Log to stderr as text or one JSON object a line, with run/task/attempt ids attached."""
+    from treadle.observability.logcontext import ContextFilter
+
+    if fmt not in ("text", "json"):
+        fail(f"bad log format {fmt!r}: use text or json", 2)
     handler = logging.StreamHandler(sys.stderr)
-    if fmt == "json":
-        handler.setFormatter(_JsonFormatter())
-    else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.addFilter(ContextFilter())
+    handler.setFormatter(_JsonFormatter() if fmt == "json" else _TextFormatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+    # Python warnings go through logging too, so a JSON log stays one object a line.
+    logging.captureWarnings(True)
     logging.getLogger("uvicorn.access").setLevel(logging.WARNING)
     logging.getLogger("alembic").setLevel(logging.WARNING)
     # aiormq logs every failed connect at ERROR with the same text our broker reports in one
@@ -51,20 +58,36 @@ def configure_logging(level: str = "info", fmt: str = "text") -> None:
     logging.getLogger("aiormq.connection").setLevel(logging.CRITICAL)
 
 
+class _TextFormatter(logging.Formatter):
+    def __init__(self) -> None:
+        super().__init__("%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    def format(self, record: logging.LogRecord) -> str:
+        from treadle.observability.logcontext import record_ids
+
+        text = super().format(record)
+        ids = record_ids(record)
+        if not ids:
+            return text
+        tags = " ".join(f"{k.removesuffix('_id')}={v}" for k, v in ids.items())
+        first, newline, rest = text.partition("\n")
+        return f"{first} [{tags}]{newline}{rest}"
+
+
 class _JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
+        from treadle.observability.logcontext import record_ids
+
         data: dict[str, Any] = {
             "ts": self.formatTime(record),
             "level": record.levelname.lower(),
             "logger": record.name,
             "message": record.getMessage(),
+            **record_ids(record),
         }
-        for key in ("run_id", "task_id", "attempt_id"):
-            if hasattr(record, key):
-                data[key] = getattr(record, key)
         if record.exc_info:
             data["exc"] = self.formatException(record.exc_info)
-        return json.dumps(data)
+        return json.dumps(data, default=str)
 
 
 def emit(data: Any, output: str, table: Callable[[Any], None]) -> None:

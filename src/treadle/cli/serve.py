@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import signal
 from collections.abc import Sequence
 from typing import Any
@@ -47,6 +48,18 @@ def build_settings(config: str | None, **flags: Any) -> Settings:
         flags["db"] = f"sqlite:///{db}"
     with friendly_errors():
         return load_settings(config, **flags)
+
+
+def say(settings: Settings, message: str, warning: bool = False) -> None:
+    """A notice for the operator: a log record in JSON mode (one object a line), else rich."""
+    if settings.log_format == "json":
+        logging.getLogger("treadle.serve").log(
+            logging.WARNING if warning else logging.INFO, message
+        )
+    elif warning:
+        err_console.print(f"[bold yellow]WARNING:[/] {message}", highlight=False)
+    else:
+        err_console.print(message, highlight=False)
 
 
 def serve_http(settings: Settings, roles: Sequence[str]) -> None:
@@ -97,7 +110,7 @@ async def run_headless(settings: Settings, roles: Sequence[str]) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(sig, stop.set)
-    err_console.print(f"treadle {' + '.join(roles)} running; Ctrl-C to stop", highlight=False)
+    say(settings, f"treadle {' + '.join(roles)} running; Ctrl-C to stop")
     await stop.wait()
     await node.stop()
 

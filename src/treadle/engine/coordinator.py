@@ -23,7 +23,7 @@ from treadle.engine.scheduler import FANOUT_WINDOW, decide, needs_outputs
 from treadle.engine.subworkflow import child_finished, start_child
 from treadle.errors import NotFound
 from treadle.model.states import RunStatus
-from treadle.observability import metrics
+from treadle.observability import logcontext, metrics, tracing
 from treadle.store.base import Store
 from treadle.store.records import RunRecord, TaskRecord
 
@@ -176,9 +176,10 @@ class Coordinator:
     async def _advance_one(self, run_id: str) -> None:
         # Skips and template failures can unblock further tasks at once, so decide again
         # until a pass changes no task status.
-        for _ in range(1000):
-            if not await self._advance_pass(run_id):
-                return
+        with logcontext.bind(run_id):
+            for _ in range(1000):
+                if not await self._advance_pass(run_id):
+                    return
 
     async def _load(self, run_id: str) -> tuple[RunRecord, list[TaskRecord]]:
         """The run and its tasks: light rows plus cached immutable specs, outputs if needed."""
@@ -253,6 +254,7 @@ class Coordinator:
         won = set(won_ids)
         queued_ids = {t.id for t in decision.queued}
         await self.publish([t for t in decision.queued if t.id in won])
+        tracing.record_dispatch(run, [t for t in decision.queued if t.id in won])
         for task, rendered in decision.subworkflows:
             if task.id in won:
                 await start_child(self.store, self.broker, run, task, rendered)
@@ -261,6 +263,8 @@ class Coordinator:
             self._specs.pop(run_id, None)
             self._notify_finished(updated)
             metrics.observe_run(updated)
+            tracing.record_completion(updated)
+            log.info("run %s of %s %s", updated.id, updated.definition_name, updated.status)
             if updated.parent_id:
                 await child_finished(self.store, self.broker, updated)
             await self.extensions.run_finished(updated)

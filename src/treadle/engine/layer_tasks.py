@@ -12,6 +12,7 @@ from treadle.engine.runs import new_id
 from treadle.errors import Conflict, DefinitionError, InvalidState
 from treadle.model.definition import TaskSpec
 from treadle.model.parse import format_validation_error
+from treadle.model.routing import dispatch_queue
 from treadle.model.states import RunStatus, TaskStatus
 from treadle.store.base import Store
 from treadle.store.records import LayerChange, TaskRecord
@@ -73,7 +74,7 @@ async def add_layer_tasks(
             spec=model.model_dump(mode="json", by_alias=True, exclude_unset=True),
             # Added tasks are roots unless they say otherwise: "previous task" has no meaning.
             depends_on=list(model.depends_on or []),
-            queue=model.queue,
+            queue=dispatch_queue(model.queue, model.model_dump(mode="json", by_alias=True)),
             priority=model.priority,
             created_at=now,
             layer=layer.name,

@@ -22,6 +22,7 @@ from datetime import datetime
 from typing import Any
 
 from treadle.errors import TemplateError
+from treadle.model.routing import declared_queue
 from treadle.model.states import RunStatus, TaskStatus
 from treadle.model.templating import render_text
 from treadle.store.base import Store
@@ -110,8 +111,10 @@ class Limits:
         later: list[tuple[TaskRecord, datetime]] = []
         limited: dict[str, list[TaskRecord]] = defaultdict(list)
         for task in tasks:
-            if task.queue in self.queue_rates:
-                limited[task.queue].append(task)
+            # A queue's rate covers its container twin too (model/routing.py).
+            declared = declared_queue(task.queue)
+            if declared in self.queue_rates:
+                limited[declared].append(task)
             else:
                 now_ok.append(task)
         if not limited:

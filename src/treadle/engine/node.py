@@ -16,6 +16,7 @@ from treadle.config import Settings
 from treadle.engine.coordinator import Coordinator, CoordinatorSettings
 from treadle.engine.service import EngineService
 from treadle.errors import ServiceUnavailable, TreadleError
+from treadle.observability import tracing
 from treadle.secrets.attempt import store_source
 from treadle.secrets.vault import Vault, open_vault
 from treadle.store.factory import open_store
@@ -40,6 +41,7 @@ class Node:
         import_modules(self.settings.imports)
         # Before connecting: a malformed secret_key fails at start, in one line.
         self.vault = open_vault(self.settings.secret_key, self.settings.db)
+        tracing.configure(self.settings.tracing)
         store = open_store(self.settings.db)
         broker = open_broker(self.settings.broker)
         try:
@@ -108,6 +110,7 @@ class Node:
             await service.coordinator.stop()
         await service.broker.close()
         await service.store.close()
+        tracing.shutdown()
         self.service = None
 
 

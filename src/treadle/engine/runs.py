@@ -6,6 +6,7 @@ Used by :class:`~treadle.engine.service.EngineService` (API, CLI) and by the coo
 
 from __future__ import annotations
 
+import logging
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -16,9 +17,13 @@ from treadle.errors import InvalidState
 from treadle.model.definition import Definition
 from treadle.model.inputs import resolve_inputs
 from treadle.model.parse import definition_from_document
+from treadle.model.routing import dispatch_queue
 from treadle.model.states import RunStatus, TaskStatus
+from treadle.observability import tracing
 from treadle.store.base import Store
 from treadle.store.records import LayerRecord, RunRecord, TaskRecord
+
+log = logging.getLogger(__name__)
 
 #: How deep subworkflows may nest: a definition that starts itself stops here.
 MAX_SUBWORKFLOW_DEPTH = 10
@@ -57,7 +62,7 @@ def build_tasks(
                 status=(TaskStatus.PAUSED if task.paused else TaskStatus.PENDING).value,
                 spec=doc,
                 depends_on=deps[task.name],
-                queue=task.queue,
+                queue=dispatch_queue(task.queue, doc),
                 priority=task.priority,
                 created_at=now,
                 layer=task.layer,
@@ -102,12 +107,32 @@ async def create_run(
             f"subworkflow depth limit {MAX_SUBWORKFLOW_DEPTH} reached starting "
             f"{model.name!r}: does the definition start itself?"
         )
+    resolved = resolve_inputs({k: v.model_dump() for k, v in model.inputs.items()}, inputs or {})
+    run_id = options.run_id or new_id()
+    attributes = {"treadle.run_id": run_id, "treadle.definition": model.name}
+    with tracing.span("treadle.run.submit", attributes):
+        return await _write_run(store, broker, run_id, model, resolved, dialect, options)
+
+
+async def _write_run(
+    store: Store,
+    broker: Broker,
+    run_id: str,
+    model: Definition,
+    resolved: dict[str, Any],
+    dialect: str,
+    options: RunOptions,
+) -> RunRecord:
     document = model.to_document()
     document.setdefault("version", model.version)
-    resolved = resolve_inputs({k: v.model_dump() for k, v in model.inputs.items()}, inputs or {})
+    labels = dict(options.labels)
+    traceparent = tracing.current_traceparent()
+    if traceparent:
+        # Later spans (coordinator, workers) join this trace through the store.
+        labels[tracing.TRACEPARENT_LABEL] = traceparent
     now = await store.now()
     run = RunRecord(
-        id=options.run_id or new_id(),
+        id=run_id,
         definition_name=model.name,
         definition_version=int(document["version"]),
         definition=document,
@@ -115,7 +140,7 @@ async def create_run(
         inputs=resolved,
         created_at=now,
         dialect=dialect,
-        labels=dict(options.labels),
+        labels=labels,
         parent_id=options.parent_id,
     )
     tasks = build_tasks(run.id, model, document, now)
@@ -125,4 +150,5 @@ async def create_run(
         detail["paused"] = True
     await store.add_event(run.id, "run.created", options.actor, detail)
     await broker.publish(COORDINATOR_QUEUE, [run.id])
+    log.info("run %s of %s created", run.id, model.name, extra={"run_id": run.id})
     return run

@@ -14,6 +14,7 @@ from treadle.broker.base import COORDINATOR_QUEUE, Broker
 from treadle.engine.runs import RunOptions, create_run
 from treadle.errors import TreadleError
 from treadle.model.states import RunStatus, TaskStatus
+from treadle.observability import tracing
 from treadle.store.base import Store
 from treadle.store.records import RunRecord, TaskChange, TaskRecord
 
@@ -35,10 +36,19 @@ async def start_child(
         parent_id=run.id,
     )
     current = await store.get_task(task.id)
+    # The child run's trace continues the parent's: its submit span sits under this one.
+    attributes = {"treadle.run_id": run.id, "treadle.task_id": task.id, "treadle.task": task.name}
     try:
-        child = await create_run(
-            store, broker, str(rendered.get("definition")), rendered.get("inputs") or {}, options
-        )
+        with tracing.span(
+            "treadle.subworkflow.start", attributes, tracing.run_traceparent(run.labels)
+        ):
+            child = await create_run(
+                store,
+                broker,
+                str(rendered.get("definition")),
+                rendered.get("inputs") or {},
+                options,
+            )
     except TreadleError as exc:
         await store.update_tasks(
             [

@@ -8,6 +8,7 @@ from typing import Any
 
 import httpx
 
+from treadle.observability.tracing import add_trace_headers
 from treadle.runtime.base import OUTPUT_TEXT_LIMIT, AttemptContext, TaskFailed, cap_text
 
 
@@ -31,6 +32,7 @@ async def run_http(spec: Mapping[str, Any], ctx: AttemptContext) -> Any:
     url = str(spec.get("url", ""))
     headers = {str(k): str(v) for k, v in (spec.get("headers") or {}).items()}
     headers.setdefault("X-Treadle-Attempt-Id", ctx.attempt_id)
+    add_trace_headers(headers, ctx.trace_headers)
     timeout = httpx.Timeout(
         connect=float(spec.get("connect_timeout", 10.0)),
         read=float(spec.get("read_timeout", 30.0)),

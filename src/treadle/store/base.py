@@ -24,8 +24,8 @@ from treadle.store.records import (
     TaskRecord,
     WorkerRecord,
 )
-from treadle.store.tokens_base import TokenStore
 from treadle.store.secrets_base import SecretStore
+from treadle.store.tokens_base import TokenStore
 from treadle.store.triggers_base import TriggerStore
 
 

@@ -51,8 +51,8 @@ from treadle.store.redis_codec import (
     time_bound,
     to_micros,
 )
-from treadle.store.redis_tokens import RedisTokensMixin
 from treadle.store.redis_secrets import RedisSecretsMixin
+from treadle.store.redis_tokens import RedisTokensMixin
 from treadle.store.sql import decode_cursor, encode_cursor
 from treadle.store.triggers_unsupported import UnsupportedTriggersMixin
 

@@ -49,8 +49,8 @@ from treadle.store.records import (
     TaskRecord,
     WorkerRecord,
 )
-from treadle.store.sql_tokens import SqlTokensMixin
 from treadle.store.sql_secrets import SqlSecretsMixin
+from treadle.store.sql_tokens import SqlTokensMixin
 from treadle.store.sql_triggers import RUN_TABLES as TRIGGER_RUN_TABLES
 from treadle.store.sql_triggers import SqlTriggersMixin
 

@@ -70,6 +70,12 @@ class AttemptInfo:
         return self.trace_headers.get("traceparent")
 
     @property
+    def trace_id(self) -> str | None:
+        """The 32-hex-digit trace id of the run's trace when tracing is on."""
+        parts = (self.traceparent or "").split("-")
+        return parts[1] if len(parts) == 4 else None
+
+    @property
     def is_cancelled(self) -> bool:
         """True once the attempt was killed or timed out (sync handlers should poll this)."""
         return self.cancelled.is_set()

@@ -19,8 +19,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from treadle.broker.base import COORDINATOR_QUEUE, Broker, Delivery
+from treadle.model.routing import container_queue
 from treadle.model.states import AttemptStatus, TaskStatus
-from treadle.observability import metrics
+from treadle.observability import logcontext, metrics, tracing
 from treadle.secrets.attempt import SecretSource
 from treadle.store.base import Store
 from treadle.store.records import (
@@ -35,6 +36,28 @@ from treadle.worker.runner import run_attempt
 log = logging.getLogger(__name__)
 
 
+def _log_outcome(
+    task: TaskRecord, attempt: AttemptRecord, outcome: AttemptOutcome, seconds: float
+) -> None:
+    if outcome.attempt_status == AttemptStatus.COMPLETED.value:
+        log.info("task %s attempt %d completed in %.3fs", task.name, attempt.number, seconds)
+        return
+    then = (
+        "will be retried"
+        if outcome.task_status == TaskStatus.QUEUED.value
+        else f"task is {outcome.task_status}"
+    )
+    log.warning(
+        "task %s attempt %d %s after %.3fs: %s; %s",
+        task.name,
+        attempt.number,
+        outcome.attempt_status,
+        seconds,
+        outcome.error,
+        then,
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class WorkerSettings:
     queues: Mapping[str, int] = field(default_factory=lambda: {"default": os.cpu_count() or 2})
@@ -46,6 +69,10 @@ class WorkerSettings:
     kill_check_seconds: float = 0.5
     runtime_settings: Mapping[str, Any] = field(default_factory=dict)
     worker_id: str | None = None
+
+
+def _ids(task: TaskRecord, attempt_id: str) -> dict[str, str]:
+    return {"run_id": task.run_id, "task_id": task.id, "attempt_id": attempt_id}
 
 
 @dataclass(slots=True)
@@ -85,6 +112,7 @@ class Worker:
         self._stopping = False
         self._closing = False
         self.completed = 0
+        self._traceparents: dict[str, str | None] = {}
 
     # -- lifecycle ------------------------------------------------------------------------
     async def start(self) -> None:
@@ -144,23 +172,30 @@ class Worker:
         )
 
     # -- taking work ----------------------------------------------------------------------
-    async def _serve(self, queue: str, concurrency: int) -> None:
-        slots = asyncio.Semaphore(concurrency)
-        inbox: asyncio.Queue[Delivery] = asyncio.Queue()
+    def broker_queues(self, queue: str) -> list[str]:
+        """The broker queues behind one served queue: its container twin too when capable."""
+        if self.capabilities.get("containers"):
+            return [queue, container_queue(queue)]
+        return [queue]
 
-        async def feed() -> None:
+    async def _serve(self, queue: str, concurrency: int) -> None:
+        # One concurrency for the queue and its container twin: both feed one inbox.
+        slots = asyncio.Semaphore(concurrency)
+        inbox: asyncio.Queue[tuple[str, Delivery]] = asyncio.Queue()
+
+        async def feed(name: str) -> None:
             while True:
                 try:
-                    async for delivery in self.broker.consume(queue, prefetch=concurrency):
-                        await inbox.put(delivery)
+                    async for delivery in self.broker.consume(name, prefetch=concurrency):
+                        await inbox.put((name, delivery))
                 except asyncio.CancelledError:
                     raise
                 except Exception as exc:
                     metrics.BROKER_ERRORS.labels("consume").inc()
-                    log.warning("consuming %s interrupted: %s", queue, exc)
+                    log.warning("consuming %s interrupted: %s", name, exc)
                     await asyncio.sleep(1.0)
 
-        feeder = asyncio.create_task(feed())
+        feeders = [asyncio.create_task(feed(name)) for name in self.broker_queues(queue)]
         try:
             while True:
                 await slots.acquire()
@@ -168,9 +203,14 @@ class Worker:
                 while not inbox.empty() and slots._value > 0:
                     await slots.acquire()
                     batch.append(inbox.get_nowait())
-                await self._claim_batch(queue, batch, slots)
+                by_queue: dict[str, list[Delivery]] = {}
+                for name, delivery in batch:
+                    by_queue.setdefault(name, []).append(delivery)
+                for name, deliveries in by_queue.items():
+                    await self._claim_batch(name, deliveries, slots)
         finally:
-            feeder.cancel()
+            for feeder in feeders:
+                feeder.cancel()
 
     async def _claim_batch(
         self, queue: str, batch: list[Delivery], slots: asyncio.Semaphore
@@ -202,18 +242,17 @@ class Worker:
     async def _execute(
         self, task: TaskRecord, attempt: AttemptRecord, slots: asyncio.Semaphore
     ) -> None:
+        with logcontext.bind(task.run_id, task.id, attempt.id):
+            await self._execute_bound(task, attempt, slots)
+
+    async def _execute_bound(
+        self, task: TaskRecord, attempt: AttemptRecord, slots: asyncio.Semaphore
+    ) -> None:
         started = asyncio.get_running_loop().time()
         metrics.IN_FLIGHT.inc()
+        log.info("task %s attempt %d started", task.name, attempt.number)
         try:
-            outcome = await run_attempt(
-                task,
-                attempt,
-                self._log_sink(task, attempt),
-                self.settings.runtime_settings,
-                await self.store.now(),
-                heartbeat=lambda: self.renew(attempt.id),
-                secret_source=self.secret_source,
-            )
+            outcome = await self._traced_attempt(task, attempt)
         except asyncio.CancelledError:
             if self._stopping:
                 # Graceful stop ran out of time: hand the task back for another worker.
@@ -238,12 +277,55 @@ class Worker:
             self._in_flight.pop(attempt.id, None)
             metrics.IN_FLIGHT.dec()
         seconds = asyncio.get_running_loop().time() - started
+        _log_outcome(task, attempt, outcome, seconds)
         metrics.observe_attempt(str(task.spec.get("kind", "")), outcome, seconds)
         # The slot stays taken until the outcome is recorded: the store then never shows more
         # than N running attempts of a queue for this worker (and a store outage holds back
         # new claims instead of piling up unreported results).
         self._outcomes.append((outcome, task.run_id, slots))
         self._wake.set()
+
+    async def _traced_attempt(self, task: TaskRecord, attempt: AttemptRecord) -> AttemptOutcome:
+        """Run the attempt inside its span (a child of the run's trace when tracing is on)."""
+        parent = await self._run_traceparent(task.run_id) if tracing.enabled() else None
+        attributes = {
+            "treadle.run_id": task.run_id,
+            "treadle.task_id": task.id,
+            "treadle.task": task.name,
+            "treadle.attempt_id": attempt.id,
+            "treadle.attempt": attempt.number,
+            "treadle.kind": str(task.spec.get("kind", "")),
+            "treadle.worker_id": self.id,
+        }
+        with tracing.span("treadle.task.attempt", attributes, parent) as current:
+            outcome = await run_attempt(
+                task,
+                attempt,
+                self._log_sink(task, attempt),
+                self.settings.runtime_settings,
+                await self.store.now(),
+                heartbeat=lambda: self.renew(attempt.id),
+                trace_headers=tracing.current_headers(),
+                secret_source=self.secret_source,
+            )
+            if outcome.attempt_status != AttemptStatus.COMPLETED.value:
+                tracing.set_error(current, outcome.error or outcome.attempt_status)
+            return outcome
+
+    async def _run_traceparent(self, run_id: str) -> str | None:
+        """The run's trace (kept in its labels), remembered for the run's next attempts."""
+        if run_id in self._traceparents:
+            return self._traceparents[run_id]
+        try:
+            run = await self.store.get_run(run_id)
+        except Exception as exc:  # tracing must never fail an attempt
+            log.debug("no trace parent for run %s: %s", run_id, exc)
+            return None
+        value = tracing.run_traceparent(run.labels)
+        self._traceparents[run_id] = value
+        while len(self._traceparents) > 1000:
+            self._traceparents.pop(next(iter(self._traceparents)))
+        return value
 
     def _log_sink(self, task: TaskRecord, attempt: AttemptRecord) -> Any:
         def sink(stream: str, text: str) -> None:
@@ -278,13 +360,18 @@ class Worker:
                 accepted = await self.store.finish_attempts([o for o, _, _ in outcomes])
                 if len(accepted) < len(outcomes):
                     kept = set(accepted)
-                    stale = [o.attempt_id for o, _, _ in outcomes if o.attempt_id not in kept]
-                    log.info(
-                        "%d stale result(s) rejected by the store (attempts %s): their lease "
-                        "had expired and the task moved on",
-                        len(stale),
-                        ", ".join(stale),
-                    )
+                    for o, run_id, _ in outcomes:
+                        if o.attempt_id not in kept:
+                            log.info(
+                                "stale result(s) rejected by the store for attempt %s: its "
+                                "lease had expired and the task moved on",
+                                o.attempt_id,
+                                extra={
+                                    "run_id": run_id,
+                                    "task_id": o.task_id,
+                                    "attempt_id": o.attempt_id,
+                                },
+                            )
         except BaseException:
             # Keep them for the next flush: nothing is lost while the store is away.
             self._logs[:0] = logs
@@ -315,8 +402,13 @@ class Worker:
         live = set(await self.store.renew_leases(ids, self.settings.lease_seconds))
         for attempt_id in ids:
             if attempt_id not in live and attempt_id in self._in_flight:
-                log.info("attempt %s is no longer current; stopping it", attempt_id)
-                self._in_flight[attempt_id].job.cancel()
+                flight = self._in_flight[attempt_id]
+                log.info(
+                    "attempt %s is no longer current; stopping it",
+                    attempt_id,
+                    extra=_ids(flight.task, attempt_id),
+                )
+                flight.job.cancel()
         await self._register("stopping" if self._stopping else "alive")
 
     async def renew(self, attempt_id: str) -> None:
@@ -324,7 +416,11 @@ class Worker:
         live = await self.store.renew_leases([attempt_id], self.settings.lease_seconds)
         flight = self._in_flight.get(attempt_id)
         if attempt_id not in live and flight is not None:
-            log.info("attempt %s lost its lease; stopping it", attempt_id)
+            log.info(
+                "attempt %s lost its lease; stopping it",
+                attempt_id,
+                extra=_ids(flight.task, attempt_id),
+            )
             flight.job.cancel()
 
     async def _kill_check_loop(self) -> None:
@@ -347,7 +443,11 @@ class Worker:
         for attempt_id in ids:
             flight = self._in_flight.get(attempt_id)
             if attempt_id not in live and flight is not None:
-                log.info("attempt %s was killed; stopping it", attempt_id)
+                log.info(
+                    "attempt %s was killed; stopping it",
+                    attempt_id,
+                    extra=_ids(flight.task, attempt_id),
+                )
                 flight.job.cancel()
                 stopped += 1
         return stopped
