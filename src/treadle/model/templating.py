@@ -14,11 +14,17 @@ from collections.abc import Mapping
 from typing import Any
 
 import jinja2
-from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from treadle.errors import TemplateError
+from treadle.model.template_sandbox import (
+    MAX_RENDERED_CHARS,
+    BoundedSandbox,
+    TemplateLimit,
+    check_size,
+    make_environment,
+    render_budget,
+)
 
-MAX_RENDERED_CHARS = 1_000_000
 _WHOLE_EXPRESSION = re.compile(r"^\s*\{\{(?P<expr>(?:(?!\}\}).)*)\}\}\s*$", re.DOTALL)
 
 # Fields that are structure, not content: they are never rendered as templates.
@@ -50,10 +56,8 @@ def _to_json(value: Any) -> str:
     return json.dumps(value, default=str)
 
 
-def _make_env() -> ImmutableSandboxedEnvironment:
-    env = ImmutableSandboxedEnvironment(
-        undefined=jinja2.StrictUndefined, autoescape=False, keep_trailing_newline=True
-    )
+def _make_env() -> BoundedSandbox:
+    env = make_environment()
     env.filters["tojson"] = _to_json
     env.filters["json"] = _to_json
     return env
@@ -83,25 +87,47 @@ def render_string(source: str, context: Mapping[str, Any], where: str = "") -> A
         return source
     label = f" in `{where}`" if where else ""
     try:
-        match = _WHOLE_EXPRESSION.match(source)
-        if match and "{%" not in source:
-            expression = _compiled_expression(match.group("expr").strip())
-            value = expression(**context)
-            if isinstance(value, jinja2.Undefined):
-                str(value)  # StrictUndefined raises here, naming the missing name
-            return value
-        text = _compiled_template(source).render(**context)
+        with render_budget():
+            return _render(source, context, label)
     except jinja2.TemplateSyntaxError as exc:
         raise TemplateError(f"template syntax error{label}: {source!r}: {exc.message}") from exc
     except jinja2.UndefinedError as exc:
         raise TemplateError(f"template error{label}: {source!r}: {exc.message}") from exc
     except jinja2.exceptions.SecurityError as exc:
         raise TemplateError(f"template refused{label}: {source!r}: {exc}") from exc
+    except TemplateLimit as exc:
+        raise TemplateError(f"template refused{label}: {_short(source)}: {exc}") from exc
+    except RecursionError as exc:
+        raise TemplateError(
+            f"template refused{label}: {_short(source)}: it recurses too deeply"
+        ) from exc
+    except MemoryError as exc:
+        raise TemplateError(f"template refused{label}: {_short(source)}: out of memory") from exc
     except (TypeError, ValueError, ArithmeticError, LookupError, AttributeError) as exc:
         raise TemplateError(f"template error{label}: {source!r}: {exc}") from exc
-    if len(text) > MAX_RENDERED_CHARS:
-        raise TemplateError(f"template output{label} exceeds {MAX_RENDERED_CHARS} characters")
-    return text
+
+
+def _short(source: str) -> str:
+    return repr(source if len(source) <= 200 else source[:200] + "...")
+
+
+def _render(source: str, context: Mapping[str, Any], label: str) -> Any:
+    match = _WHOLE_EXPRESSION.match(source)
+    if match and "{%" not in source:
+        expression = _compiled_expression(match.group("expr").strip())
+        value = expression(**context)
+        if isinstance(value, jinja2.Undefined):
+            str(value)  # StrictUndefined raises here, naming the missing name
+        return check_size(value, f"template output{label}")
+    # Streamed so an oversized output stops as soon as it passes the cap.
+    parts: list[str] = []
+    size = 0
+    for part in _compiled_template(source).generate(**context):
+        size += len(part)
+        if size > MAX_RENDERED_CHARS:
+            raise TemplateLimit(f"template output exceeds {MAX_RENDERED_CHARS} characters")
+        parts.append(part)
+    return "".join(parts)
 
 
 def render_value(value: Any, context: Mapping[str, Any], where: str = "") -> Any:
