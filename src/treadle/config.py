@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import Field, field_validator
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings import (
+    BaseSettings,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
 
 from treadle.errors import ConfigError
 
@@ -98,14 +103,29 @@ class Settings(BaseSettings):
     container_network: str = Field(default="none", description="Default container network")
     container_result_limit: int = Field(default=64 * 1024, ge=1024)
     container_stop_grace: float = Field(default=2.0, ge=0)
+    http_allow_networks: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Networks HTTP tasks may reach though refused by default (169.254.0.0/16)",
+    )
+    http_deny_private: bool = Field(
+        default=False, description="HTTP tasks may not reach loopback or private addresses"
+    )
     log_level: str = "info"
     log_format: str = "text"
 
-    @field_validator("definitions", "imports", mode="before")
+    @field_validator("definitions", "imports", "http_allow_networks", mode="before")
     @classmethod
     def _split(cls, value: Any) -> Any:
         if isinstance(value, str):
             return [v for v in value.split(",") if v]
+        return value
+
+    @field_validator("http_allow_networks")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        from treadle.runtime.http_guard import parse_networks
+
+        parse_networks(value)  # a ValueError names the bad entry
         return value
 
     @classmethod
