@@ -46,6 +46,12 @@ def install_error_handlers(app: FastAPI) -> None:
             403: "forbidden",
         }.get(exc.status_code, "http_error")
         message = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
+        if exc.status_code == 400 and message == "There was an error parsing the body":
+            code = "invalid_request"
+            message = (
+                "the request body is not valid JSON "
+                "(malformed, nested too deeply, or a number too large)"
+            )
         if exc.status_code == 404 and message == "Not Found":
             message = f"no route {request.method} {request.url.path}"
         return JSONResponse(
