@@ -249,8 +249,8 @@ def _power_too_big(left: Any, right: Any) -> bool:
     return right * math.log10(abs(left)) > MAX_POWER_DIGITS
 
 
-def make_environment() -> BoundedSandbox:
+def make_environment(**options: Any) -> BoundedSandbox:
     """The environment every user template renders in."""
     return BoundedSandbox(
-        undefined=jinja2.StrictUndefined, autoescape=False, keep_trailing_newline=True
+        undefined=jinja2.StrictUndefined, autoescape=False, keep_trailing_newline=True, **options
     )
