@@ -60,6 +60,14 @@ def install_error_handlers(app: FastAPI) -> None:
             headers=getattr(exc, "headers", None),
         )
 
+    @app.exception_handler(OverflowError)
+    async def _overflow(request: Request, exc: OverflowError) -> JSONResponse:
+        # An integer past what the store keeps (SQLite and PostgreSQL stop at 64 bits).
+        return JSONResponse(
+            error_body("invalid_request", f"a number in the request is out of range: {exc}"),
+            status_code=422,
+        )
+
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error on %s %s", request.method, request.url.path)
