@@ -31,7 +31,7 @@ APP = create_app(
     ("api", "coordinator", "worker"),
 )
 schema = schemathesis.openapi.from_asgi("/openapi.json", APP)
-EXAMPLES = 8
+EXAMPLES = 6
 IGOR_PATHS = ("/api/v1/jobs", "/api/v1/layers", "/api/v1/tasks")
 
 
