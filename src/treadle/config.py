@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings import (
+    BaseSettings,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
 
 from treadle.errors import ConfigError
 
@@ -106,6 +111,13 @@ class Settings(BaseSettings):
         "encrypts, all decrypt (rotation). Unset on a SQLite store: a key file next to it.",
         repr=False,
     )
+    http_allow_networks: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Networks HTTP tasks may reach though refused by default (169.254.0.0/16)",
+    )
+    http_deny_private: bool = Field(
+        default=False, description="HTTP tasks may not reach loopback or private addresses"
+    )
     log_level: str = "info"
     log_format: Literal["text", "json"] = Field(
         default="text", description="text | json (one object a line, with run/task/attempt ids)"
@@ -114,11 +126,19 @@ class Settings(BaseSettings):
         default="none", description="OpenTelemetry spans: none | otlp | console (OTEL_* apply)"
     )
 
-    @field_validator("definitions", "imports", mode="before")
+    @field_validator("definitions", "imports", "http_allow_networks", mode="before")
     @classmethod
     def _split(cls, value: Any) -> Any:
         if isinstance(value, str):
             return [v for v in value.split(",") if v]
+        return value
+
+    @field_validator("http_allow_networks")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        from treadle.runtime.http_guard import parse_networks
+
+        parse_networks(value)  # a ValueError names the bad entry
         return value
 
     @classmethod

@@ -46,12 +46,26 @@ def install_error_handlers(app: FastAPI) -> None:
             403: "forbidden",
         }.get(exc.status_code, "http_error")
         message = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
+        if exc.status_code == 400 and message == "There was an error parsing the body":
+            code = "invalid_request"
+            message = (
+                "the request body is not valid JSON "
+                "(malformed, nested too deeply, or a number too large)"
+            )
         if exc.status_code == 404 and message == "Not Found":
             message = f"no route {request.method} {request.url.path}"
         return JSONResponse(
             error_body(code, message),
             status_code=exc.status_code,
             headers=getattr(exc, "headers", None),
+        )
+
+    @app.exception_handler(OverflowError)
+    async def _overflow(request: Request, exc: OverflowError) -> JSONResponse:
+        # An integer past what the store keeps (SQLite and PostgreSQL stop at 64 bits).
+        return JSONResponse(
+            error_body("invalid_request", f"a number in the request is out of range: {exc}"),
+            status_code=422,
         )
 
     @app.exception_handler(Exception)

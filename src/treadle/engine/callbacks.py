@@ -22,6 +22,7 @@ import httpx
 from treadle.engine.hooks import SIGNATURE_HEADER, sign
 from treadle.model.states import RunStatus
 from treadle.model.triggers import CallbackSpec, as_callbacks
+from treadle.runtime.http_guard import AddressRefused, GuardedTransport
 from treadle.store.base import Store
 from treadle.store.records import RunRecord
 from treadle.store.trigger_records import CallbackRecord
@@ -167,8 +168,13 @@ class CallbackSender:
                 return f"${row.secret_env} is not set on the coordinator; cannot sign"
             headers[SIGNATURE_HEADER] = sign(secret, body)
         try:
-            async with httpx.AsyncClient(timeout=self.timeout, follow_redirects=False) as client:
+            # The same address check as HTTP tasks: no link-local / metadata targets.
+            async with httpx.AsyncClient(
+                timeout=self.timeout, follow_redirects=False, transport=GuardedTransport()
+            ) as client:
                 response = await client.post(row.url, content=body, headers=headers)
+        except AddressRefused as exc:
+            return str(exc)
         except httpx.HTTPError as exc:
             return f"{type(exc).__name__}: {exc}"
         if 200 <= response.status_code < 300:

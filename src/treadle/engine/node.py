@@ -77,6 +77,8 @@ class Node:
                 "container_network": self.settings.container_network,
                 "container_result_limit": self.settings.container_result_limit,
                 "container_stop_grace": self.settings.container_stop_grace,
+                "http_allow_networks": self.settings.http_allow_networks,
+                "http_deny_private": self.settings.http_deny_private,
             }
             capabilities = {"kinds": _kinds(), **await _container_capability(runtime_settings)}
             worker = Worker(

@@ -161,6 +161,9 @@ class HttpTask(TaskBase):
     json_body: Any = Field(default=None, alias="json")
     connect_timeout: Duration = 10.0
     read_timeout: Duration = 30.0
+    follow_redirects: bool = Field(
+        default=False, description="Follow redirects (each hop's address is checked too)."
+    )
     accept: list[int | str] = Field(
         default_factory=lambda: list[int | str](["2xx"]),
         description="Accepted statuses: numbers or classes such as '2xx'.",

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import io
 import json
+import math
+import re
+from collections import Counter
 from typing import Any
 
 from pydantic import ValidationError
@@ -15,6 +18,34 @@ from treadle.model.dag import validate_graph
 from treadle.model.definition import Definition
 
 MAX_DEPTH = 64
+#: Values in a document once YAML aliases are expanded (a "billion laughs" bomb has billions).
+MAX_NODES = 200_000
+#: Tasks in one definition (a fan-out's items are not counted: they are expanded at run time).
+MAX_TASKS = 1_000
+#: Open brackets a document may nest before it is parsed at all (the parsers recurse).
+MAX_SCAN_DEPTH = 500
+
+
+def bracket_depth(text: str) -> int:
+    """The deepest nesting of ``[``/``{`` in ``text``, quotes ignored: an upper bound that lets
+    a parser refuse 10,000 nested arrays before it recurses into them."""
+    if text.count("[") + text.count("{") <= MAX_SCAN_DEPTH:
+        return 0
+    depth = deepest = 0
+    for match in _BRACKETS.finditer(text):
+        if match.group() in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        else:
+            depth = max(depth - 1, 0)
+    return deepest
+
+
+_BRACKETS = re.compile(r"[\[\]{}]")
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON value")
 
 
 def load_document(text: str | bytes, content_type: str | None = None) -> Any:
@@ -24,19 +55,27 @@ def load_document(text: str | bytes, content_type: str | None = None) -> Any:
             text = text.decode("utf-8")
         except UnicodeDecodeError as exc:
             raise DefinitionError(f"the document is not UTF-8 text: {exc}") from exc
+    if bracket_depth(text) > MAX_SCAN_DEPTH:
+        raise DefinitionError(f"the document is nested deeper than {MAX_DEPTH} levels")
     is_json = bool(content_type and "json" in content_type) or text.lstrip().startswith(("{", "["))
     if is_json:
         try:
-            return json.loads(text)
+            return json.loads(text, parse_constant=_no_constant)
         except json.JSONDecodeError as exc:
             if content_type and "json" in content_type:
                 raise DefinitionError(
                     f"malformed JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}",
                     details={"line": exc.lineno, "column": exc.colno},
                 ) from exc
+        except RecursionError as exc:
+            raise DefinitionError(f"the document is nested deeper than {MAX_DEPTH} levels") from exc
+        except ValueError as exc:  # NaN / Infinity, or an integer of over 4300 digits
+            raise DefinitionError(f"malformed JSON: {exc}") from exc
     yaml = YAML(typ="safe", pure=True)
     try:
-        return yaml.load(io.StringIO(text))
+        loaded = yaml.load(io.StringIO(text))
+    except RecursionError as exc:
+        raise DefinitionError("the YAML document is nested too deeply") from exc
     except MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark else None
@@ -48,6 +87,43 @@ def load_document(text: str | bytes, content_type: str | None = None) -> Any:
         ) from exc
     except YAMLError as exc:
         raise DefinitionError(f"malformed YAML: {exc}") from exc
+    size = expanded_size(loaded, MAX_NODES)
+    if size > MAX_NODES:
+        raise DefinitionError(
+            f"the YAML document expands to more than {MAX_NODES} values "
+            "(aliases repeat what they point at); write it out or make it smaller"
+        )
+    return loaded
+
+
+def expanded_size(value: Any, limit: int) -> int:
+    """How many values ``value`` holds with shared (aliased) parts counted each time they
+    appear; stops counting past ``limit``. Linear in the distinct containers, so a bomb of
+    aliases is measured without being expanded."""
+    sizes: dict[int, int] = {}
+    visiting: set[int] = set()
+    # Post-order walk without recursion: a container's size once all its children are known.
+    stack: list[tuple[Any, bool]] = [(value, False)]
+    while stack:
+        item, ready = stack.pop()
+        if not isinstance(item, dict | list) or id(item) in sizes:
+            continue
+        children = list(item.values()) if isinstance(item, dict) else item
+        if not ready:
+            if id(item) in visiting:  # an alias to its own ancestor: endless once expanded
+                return limit + 1
+            visiting.add(id(item))
+            stack.append((item, True))
+            stack.extend((c, False) for c in children if isinstance(c, dict | list))
+            continue
+        total = 1
+        for child in children:
+            total += sizes.get(id(child), 1) if isinstance(child, dict | list) else 1
+            if total > limit:
+                break
+        sizes[id(item)] = min(total, limit + 1)
+        visiting.discard(id(item))
+    return sizes.get(id(value), 1)
 
 
 def _depth(value: Any, limit: int) -> int:
@@ -63,6 +139,20 @@ def _depth(value: Any, limit: int) -> int:
         elif isinstance(item, list):
             stack.extend((v, depth + 1) for v in item)
     return deepest
+
+
+def _non_finite(value: Any) -> str | None:
+    """The path of a NaN or infinite number in ``value`` (YAML's ``.nan``, ``.inf``), if any."""
+    stack: list[tuple[Any, str]] = [(value, "")]
+    while stack:
+        item, where = stack.pop()
+        if isinstance(item, float) and not math.isfinite(item):
+            return where or "(document)"
+        if isinstance(item, dict):
+            stack.extend((v, f"{where}.{k}" if where else str(k)) for k, v in item.items())
+        elif isinstance(item, list):
+            stack.extend((v, f"{where}[{i}]") for i, v in enumerate(item))
+    return None
 
 
 def format_validation_error(exc: ValidationError) -> tuple[str, list[dict[str, Any]]]:
@@ -86,13 +176,23 @@ def definition_from_document(doc: Any) -> Definition:
         raise DefinitionError("a definition must be a mapping with name and tasks")
     if _depth(doc, MAX_DEPTH) > MAX_DEPTH:
         raise DefinitionError(f"the definition is nested deeper than {MAX_DEPTH} levels")
+    tasks = doc.get("tasks")
+    if isinstance(tasks, list) and len(tasks) > MAX_TASKS:
+        raise DefinitionError(
+            f"the definition has {len(tasks)} tasks; at most {MAX_TASKS} are allowed "
+            "(use `each` to fan out over many items)",
+            details=[{"loc": ["tasks"], "msg": f"more than {MAX_TASKS} tasks"}],
+        )
+    bad = _non_finite(doc)
+    if bad is not None:
+        raise DefinitionError(f"{bad}: NaN and Infinity are not JSON values")
     try:
         definition = Definition.model_validate(doc)
     except ValidationError as exc:
         summary, details = format_validation_error(exc)
         raise DefinitionError(f"invalid definition: {summary}", details=details) from exc
-    names = [t.name for t in definition.tasks]
-    duplicates = sorted({n for n in names if names.count(n) > 1})
+    names = Counter(t.name for t in definition.tasks)
+    duplicates = sorted(n for n, count in names.items() if count > 1)
     if duplicates:
         raise DefinitionError(
             "duplicate task names: " + ", ".join(duplicates),

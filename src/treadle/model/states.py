@@ -49,15 +49,21 @@ TASK_TERMINAL = frozenset(
 TASK_DONE_OK = frozenset({TaskStatus.COMPLETED, TaskStatus.SKIPPED})
 
 RUN_TRANSITIONS: dict[RunStatus, frozenset[RunStatus]] = {
-    RunStatus.PENDING: frozenset({RunStatus.RUNNING, RunStatus.PAUSED, RunStatus.CANCELLED}),
+    # COMPLETED from pending / paused: an operator's skip of the whole run.
+    RunStatus.PENDING: frozenset(
+        {RunStatus.RUNNING, RunStatus.PAUSED, RunStatus.CANCELLED, RunStatus.COMPLETED}
+    ),
     RunStatus.RUNNING: frozenset(
         {RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.CANCELLED, RunStatus.PAUSED}
     ),
-    RunStatus.PAUSED: frozenset({RunStatus.RUNNING, RunStatus.PENDING, RunStatus.CANCELLED}),
-    # Terminal states leave only through an operator's retry / rerun.
-    RunStatus.COMPLETED: frozenset({RunStatus.RUNNING}),
-    RunStatus.FAILED: frozenset({RunStatus.RUNNING}),
-    RunStatus.CANCELLED: frozenset({RunStatus.RUNNING}),
+    RunStatus.PAUSED: frozenset(
+        {RunStatus.RUNNING, RunStatus.PENDING, RunStatus.CANCELLED, RunStatus.COMPLETED}
+    ),
+    # Terminal states leave only through an operator's retry / rerun (back to pending when
+    # the run had never started).
+    RunStatus.COMPLETED: frozenset({RunStatus.RUNNING, RunStatus.PENDING}),
+    RunStatus.FAILED: frozenset({RunStatus.RUNNING, RunStatus.PENDING, RunStatus.COMPLETED}),
+    RunStatus.CANCELLED: frozenset({RunStatus.RUNNING, RunStatus.PENDING, RunStatus.COMPLETED}),
 }
 
 TASK_TRANSITIONS: dict[TaskStatus, frozenset[TaskStatus]] = {
@@ -72,6 +78,7 @@ TASK_TRANSITIONS: dict[TaskStatus, frozenset[TaskStatus]] = {
     ),
     TaskStatus.QUEUED: frozenset(
         {
+            TaskStatus.PENDING,  # un-queued by a pause of its run or layer; reset by a rerun
             TaskStatus.RUNNING,
             TaskStatus.PAUSED,
             TaskStatus.CANCELLED,
@@ -85,13 +92,18 @@ TASK_TRANSITIONS: dict[TaskStatus, frozenset[TaskStatus]] = {
             TaskStatus.FAILED,
             TaskStatus.CANCELLED,
             TaskStatus.QUEUED,  # lease lost, delivered again
+            TaskStatus.PENDING,  # an operator's rerun (the process is stopped)
+            TaskStatus.SKIPPED,  # an operator's skip (the process is stopped)
         }
     ),
     TaskStatus.PAUSED: frozenset(
         {TaskStatus.PENDING, TaskStatus.QUEUED, TaskStatus.CANCELLED, TaskStatus.SKIPPED}
     ),
     TaskStatus.COMPLETED: frozenset({TaskStatus.PENDING}),  # rerun
-    TaskStatus.FAILED: frozenset({TaskStatus.QUEUED, TaskStatus.PENDING, TaskStatus.SKIPPED}),
+    TaskStatus.FAILED: frozenset(
+        # RUNNING: a retried fan-out group goes on while its failed children run again
+        {TaskStatus.QUEUED, TaskStatus.PENDING, TaskStatus.SKIPPED, TaskStatus.RUNNING}
+    ),
     TaskStatus.SKIPPED: frozenset({TaskStatus.PENDING}),
     TaskStatus.CANCELLED: frozenset({TaskStatus.QUEUED, TaskStatus.PENDING, TaskStatus.SKIPPED}),
 }

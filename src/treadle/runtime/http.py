@@ -10,6 +10,9 @@ import httpx
 
 from treadle.observability.tracing import add_trace_headers
 from treadle.runtime.base import OUTPUT_TEXT_LIMIT, AttemptContext, TaskFailed, cap_text
+from treadle.runtime.http_guard import AddressPolicy, AddressRefused, GuardedTransport
+
+MAX_REDIRECTS = 10
 
 
 def status_accepted(status: int, accept: Sequence[int | str]) -> bool:
@@ -44,12 +47,37 @@ async def run_http(spec: Mapping[str, Any], ctx: AttemptContext) -> Any:
         content = json.dumps(spec["json"])
         headers.setdefault("Content-Type", "application/json")
     ctx.log("stdout", f"{method} {url}\n")
+    if not url.lower().startswith(("http://", "https://")):
+        raise TaskFailed(
+            f"invalid URL {url!r}: only http:// and https:// are allowed",
+            retryable=False,
+            error_type="InvalidURL",
+        )
     guard = ctx.settings.get("http_guard")
     try:
+        policy = AddressPolicy.from_settings(ctx.settings)
+    except ValueError as exc:  # a bad http_allow_networks entry
+        raise TaskFailed(str(exc), retryable=False, error_type="ConfigError") from exc
+    try:
+        # Every connection, redirects included, goes through the address check.
+        transport = guard() if callable(guard) else GuardedTransport(policy)
         async with httpx.AsyncClient(
-            timeout=timeout, follow_redirects=False, transport=guard() if callable(guard) else None
+            timeout=timeout,
+            follow_redirects=bool(spec.get("follow_redirects", False)),
+            max_redirects=MAX_REDIRECTS,
+            transport=transport,
         ) as client:
             response = await client.request(method, url, headers=headers, content=content)
+    except AddressRefused as exc:
+        raise TaskFailed(
+            f"{method} {url}: {exc}", retryable=False, error_type="AddressRefused"
+        ) from exc
+    except httpx.TooManyRedirects as exc:
+        raise TaskFailed(
+            f"{method} {url}: more than {MAX_REDIRECTS} redirects",
+            retryable=False,
+            error_type="TooManyRedirects",
+        ) from exc
     except httpx.InvalidURL as exc:
         raise TaskFailed(
             f"invalid URL {url!r}: {exc}", retryable=False, error_type="InvalidURL"
