@@ -83,7 +83,8 @@ def start_server(
     with log.open("wb") as sink:
         proc = subprocess.Popen(args, stdout=sink, stderr=subprocess.STDOUT, env=full_env, cwd=tmp)
     server = Server(f"http://127.0.0.1:{port}", db, port, proc, log, args, full_env)
-    deadline = time.monotonic() + 30
+    # Generous: on a loaded 2-core machine a cold start (imports, migrations) can take long.
+    deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise AssertionError(f"server exited: {log.read_text()}")

@@ -268,7 +268,7 @@ class Cluster:
         proc = self._spawn("worker", full, env)
         return self.wait_ready(proc) if wait else proc
 
-    def wait_ready(self, *procs: Proc, timeout: float = 60) -> Proc:
+    def wait_ready(self, *procs: Proc, timeout: float = 120) -> Proc:
         """Wait until each process serves: the api answers /readyz, others log "running"."""
         for proc in procs:
             if proc.role == "api":

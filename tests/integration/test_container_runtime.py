@@ -406,7 +406,7 @@ async def test_cleanup_all_removes_what_this_worker_runs(
         runtime.run({"image": IMAGE, "cmd": ["sleep", "300"], "volumes": ["/v"]}, ctx())
     )
     await wait_for_running(docker_client, ctx.run_id)
-    assert len(leftovers(docker_client, LABEL_RUN, ctx.run_id)[1]) == 1  # the /v volume
+    assert len(leftovers(docker_client, LABEL_RUN, ctx.run_id)[1]) >= 1  # /v and its like
     containers, _ = await runtime.cleanup_all()
     assert containers == 1
     # The volume is removed either by cleanup_all or by the interrupted run's own cleanup,

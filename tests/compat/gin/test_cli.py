@@ -77,7 +77,7 @@ def test_api_node_serves_gin_routes(tmp_path: Path) -> None:
         )
     try:
         url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 120
         while True:
             assert proc.poll() is None, log.read_text()
             try:

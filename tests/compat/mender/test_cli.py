@@ -90,7 +90,7 @@ def test_server_loads_workflows_path_and_accepts_jobs(tmp_path: Path) -> None:
         )
     try:
         url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 120
         while True:
             assert proc.poll() is None, log.read_text()
             try:

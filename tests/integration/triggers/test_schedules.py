@@ -49,9 +49,15 @@ async def test_two_coordinators_start_exactly_one_run_per_tick(store_url: str) -
         await asyncio.sleep(4.2)
         paused = await second.store.get_schedule("every-second")
         await second.store.update_schedule(paused.name, paused.version, {"paused": True})
-        await asyncio.sleep(0.3)  # let a tick in flight finish
-        runs = await scheduled_runs(first, "every-second")
-        final = await first.store.get_schedule("every-second")
+        # A tick in flight may have started its run but not yet counted it: wait until the
+        # schedule's counter and the runs agree (or give up after 15 s and report both).
+        deadline = asyncio.get_running_loop().time() + 15
+        while True:
+            runs = await scheduled_runs(first, "every-second")
+            final = await first.store.get_schedule("every-second")
+            if final.fired == len(runs) or asyncio.get_running_loop().time() > deadline:
+                break
+            await asyncio.sleep(0.2)
     fire_times = [datetime.fromisoformat(r.labels[FIRE_LABEL]) for r in runs]
     assert len(fire_times) >= 3
     assert len(set(fire_times)) == len(fire_times), "a tick started two runs"
@@ -220,14 +226,15 @@ async def test_definition_schedule_follows_the_latest_version(store_url: str) ->
     async with running_node(store_url, roles=()) as service:
         doc: dict[str, Any] = {
             "name": "etl",
-            "schedule": {"cron": "*/5 * * * *", "timezone": "UTC"},
+            # Two daily times: their next fires differ whatever the time of day the test runs.
+            "schedule": {"cron": "0 3 * * *", "timezone": "UTC"},
             "tasks": [{"name": "n", "kind": "noop"}],
         }
         await service.create_definition(doc)
         first = await service.store.get_schedule("etl")
-        assert (first.cron, first.source) == ("*/5 * * * *", "definition")
-        await service.create_definition({**doc, "schedule": {"cron": "0 * * * *"}})
+        assert (first.cron, first.source) == ("0 3 * * *", "definition")
+        await service.create_definition({**doc, "schedule": {"cron": "30 15 * * *"}})
         changed = await service.store.get_schedule("etl")
-        assert changed.cron == "0 * * * *" and changed.next_fire_at != first.next_fire_at
+        assert changed.cron == "30 15 * * *" and changed.next_fire_at != first.next_fire_at
         await service.create_definition({k: v for k, v in doc.items() if k != "schedule"})
         assert await service.store.list_schedules() == []
