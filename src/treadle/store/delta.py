@@ -1,0 +1,86 @@
+"""What changed in a run since the coordinator last looked: the *open* rows and a fingerprint.
+
+A coordinator keeps each run it advances in memory (``treadle.engine.run_state``). On a pass
+it does not read every task again: it reads the run, its layers, the run's *open* task rows
+(queued, running or paused, or finished but not yet seen by a coordinator, ``settled`` false)
+and a fingerprint of the whole run (row count and sum of row versions). Every task write bumps
+the row's version (compare-and-set), so if the cached rows plus the open rows do not add up to
+the fingerprint, something changed that the open rows do not show (an operator's retry, another
+coordinator's skip) and the coordinator reloads the run once.
+
+Stores that can compute this in the database implement :class:`RunDeltaStore`; for the others
+:func:`delta_from_states` derives it from :meth:`Store.load_run_state` (one full read, as
+before).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol, runtime_checkable
+
+from treadle.model.states import TaskStatus
+from treadle.store.base import Store
+from treadle.store.records import LayerRecord, RunRecord
+
+#: Task statuses that are open whatever ``settled`` says (a worker may change them any time).
+OPEN_STATUSES = (TaskStatus.QUEUED.value, TaskStatus.RUNNING.value, TaskStatus.PAUSED.value)
+TERMINAL_STATUSES = tuple(s.value for s in TaskStatus if s.terminal)
+
+
+@dataclass(frozen=True, slots=True)
+class RunDelta:
+    """One consistent look at a run for the coordinator (see the module docstring)."""
+
+    run: RunRecord
+    #: Open task rows: the light columns (``LIGHT_TASK_FIELDS``) plus ``output``.
+    rows: list[dict[str, Any]]
+    task_count: int
+    version_sum: int
+    layers: list[LayerRecord]
+
+
+@runtime_checkable
+class RunDeltaStore(Protocol):
+    """A store that reads a :class:`RunDelta` without reading the run's other rows."""
+
+    async def load_run_delta(self, run_id: str) -> RunDelta:
+        """The run, its open task rows, its task fingerprint and its layers; NotFound if
+        there is no such run."""
+        ...
+
+
+def is_open(status: str, settled: bool) -> bool:
+    """Whether a task row with this status belongs in a :class:`RunDelta`."""
+    return status in OPEN_STATUSES or (status in TERMINAL_STATUSES and not settled)
+
+
+def delta_from_states(
+    run: RunRecord,
+    states: Sequence[Mapping[str, Any]],
+    outputs: Mapping[str, Any] | None,
+    layers: list[LayerRecord],
+) -> RunDelta:
+    """A :class:`RunDelta` computed from every light row of the run (stores without
+    :class:`RunDeltaStore`)."""
+    outputs = outputs or {}
+    rows = [
+        {**row, "output": outputs.get(row["id"])}
+        for row in states
+        if is_open(str(row["status"]), bool(row["settled"]))
+    ]
+    return RunDelta(
+        run=run,
+        rows=rows,
+        task_count=len(states),
+        version_sum=sum(int(row["version"]) for row in states),
+        layers=layers,
+    )
+
+
+async def load_run_delta(store: Store, run_id: str) -> RunDelta:
+    """Through the store's own query when it has one, else from a full light read."""
+    if isinstance(store, RunDeltaStore):
+        return await store.load_run_delta(run_id)
+    run, states, outputs = await store.load_run_state(run_id, True)
+    return delta_from_states(run, states, outputs, await store.get_layers(run_id))
