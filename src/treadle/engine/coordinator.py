@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 
+from treadle.broker._common import ack_all
 from treadle.broker.base import COORDINATOR_QUEUE, Broker, Delivery
 from treadle.engine.extensions import CoordinatorExtensions
 from treadle.engine.fanout import finish_group
@@ -131,8 +132,7 @@ class Coordinator:
                     await delivery.nack()
                 await asyncio.sleep(0.5)
                 continue
-            for delivery in batch:
-                await delivery.ack()
+            await ack_all(batch)
 
     def _drain_into(self, batch: list[Delivery]) -> None:
         while not self._inbox.empty() and len(batch) < self.settings.batch:
