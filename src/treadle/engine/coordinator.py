@@ -185,8 +185,8 @@ class Coordinator:
     async def _load(self, run_id: str) -> tuple[RunState, list[LayerRecord]]:
         """The run as of now: the cached copy brought up to date by a read of what is open,
         or, when that does not add up (or nothing is cached), a full read."""
-        delta = await load_run_delta(self.store, run_id)
         state = self._states.get(run_id)
+        delta = await load_run_delta(self.store, run_id, state is None or state.has_layers)
         if state is not None:
             try:
                 state.absorb(delta)
@@ -194,7 +194,7 @@ class Coordinator:
             except StaleState as exc:
                 self.reloads += 1
                 log.debug("reloading run %s: %s", run_id, exc)
-        state = RunState(delta.run, await self.store.get_tasks(run_id))
+        state = RunState(delta.run, await self.store.get_tasks(run_id), bool(delta.layers))
         self._states[run_id] = state
         while len(self._states) > STATE_CACHE_RUNS:
             self._states.pop(next(iter(self._states)))

@@ -40,8 +40,11 @@ class StaleState(Exception):
 class RunState:
     """One run's tasks as this coordinator last knew them (see the module docstring)."""
 
-    def __init__(self, run: RunRecord, tasks: Iterable[TaskRecord]) -> None:
+    def __init__(
+        self, run: RunRecord, tasks: Iterable[TaskRecord], has_layers: bool = True
+    ) -> None:
         self.run = run
+        self.has_layers = has_layers  # layers come with the run: none now means none ever
         self.tasks: dict[str, TaskRecord] = {}
         self.top: list[str] = []  # top-level task ids, in seq order
         self.top_open: dict[str, None] = {}  # top-level ids in the open bucket

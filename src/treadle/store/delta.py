@@ -44,9 +44,9 @@ class RunDelta:
 class RunDeltaStore(Protocol):
     """A store that reads a :class:`RunDelta` without reading the run's other rows."""
 
-    async def load_run_delta(self, run_id: str) -> RunDelta:
-        """The run, its open task rows, its task fingerprint and its layers; NotFound if
-        there is no such run."""
+    async def load_run_delta(self, run_id: str, with_layers: bool = True) -> RunDelta:
+        """The run, its open task rows, its task fingerprint and (if asked) its layers;
+        NotFound if there is no such run."""
         ...
 
 
@@ -78,9 +78,13 @@ def delta_from_states(
     )
 
 
-async def load_run_delta(store: Store, run_id: str) -> RunDelta:
-    """Through the store's own query when it has one, else from a full light read."""
+async def load_run_delta(store: Store, run_id: str, with_layers: bool = True) -> RunDelta:
+    """Through the store's own query when it has one, else from a full light read.
+
+    Layers are created with their run and never added later, so a caller that saw a run
+    without layers may pass ``with_layers=False`` and save a read."""
     if isinstance(store, RunDeltaStore):
-        return await store.load_run_delta(run_id)
+        return await store.load_run_delta(run_id, with_layers)
     run, states, outputs = await store.load_run_state(run_id, True)
-    return delta_from_states(run, states, outputs, await store.get_layers(run_id))
+    layers = await store.get_layers(run_id) if with_layers else []
+    return delta_from_states(run, states, outputs, layers)

@@ -593,7 +593,7 @@ class SqlStore(SqlTriggersMixin):
             return run, states, outputs
         return _run(row, *immutable), states, outputs
 
-    async def load_run_delta(self, run_id: str) -> RunDelta:
+    async def load_run_delta(self, run_id: str, with_layers: bool = True) -> RunDelta:
         params = {"run_id": run_id}
         async with self._tx() as conn:
             immutable = self._immutable.get(run_id)
@@ -604,7 +604,11 @@ class SqlStore(SqlTriggersMixin):
             if row is None:
                 raise NotFound(f"no run {run_id!r}")
             joined = (await conn.execute(_OPEN_ROWS, params)).all()
-            layers = [_layer(r) for r in (await conn.execute(_GET_LAYERS, params)).all()]
+            layers = (
+                [_layer(r) for r in (await conn.execute(_GET_LAYERS, params)).all()]
+                if with_layers
+                else []
+            )
         if immutable is None:
             run = _run(row)
             self._remember_run(run)
