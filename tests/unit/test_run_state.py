@@ -51,11 +51,21 @@ def group(children: int, window_status: str = "pending") -> list[TaskRecord]:
 def test_worker_changes_are_folded_in() -> None:
     rows = [task(0, "queued"), task(1)]
     state = RunState(RUN, rows)
+    assert state.version_sum == 1  # queued rows are left out of the sum
+    # A claim (queued -> running) changes nothing the scheduler reads: no reload.
+    state.absorb(delta_of([dataclasses.replace(rows[0], status="running", version=2), rows[1]]))
     now = [dataclasses.replace(rows[0], status="completed", version=3, output={"x": 1}), rows[1]]
     state.absorb(delta_of(now))
     assert state.tasks["t0"].status == "completed"
     assert state.tasks["t0"].output == {"x": 1}
     assert state.version_sum == 4
+
+
+def test_a_queued_task_taken_back_to_pending_is_stale() -> None:
+    rows = [task(0, "queued")]
+    state = RunState(RUN, rows)
+    with pytest.raises(StaleState):
+        state.absorb(delta_of([dataclasses.replace(rows[0], status="pending", version=2)]))
 
 
 def test_an_unseen_change_to_a_pending_task_is_stale() -> None:
@@ -93,7 +103,8 @@ def test_view_gives_a_window_of_pending_children_and_counts_the_settled() -> Non
     tasks, counts = state.view(window=3)
     assert [t.id for t in tasks] == ["t0", "t2", "t3", "t4", "t5"]
     assert counts == {"t0": {"completed": 1}}
-    assert state.version_sum == 11 + 3
+    # Queued and running rows are out of the sum: t0 (running) and t2; t1 counts version 3.
+    assert state.version_sum == 8 + 3
     assert len(state.view(window=3, everything=True)[0]) == 11
 
 

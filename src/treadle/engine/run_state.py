@@ -1,10 +1,11 @@
 """A coordinator's in-memory copy of one run's tasks, kept current from small reads.
 
 The store stays the source of truth. This copy only spares the coordinator from reading every
-task of a run on every pass: each pass reads a :class:`~treadle.store.delta.RunDelta` (the open
-rows and a fingerprint), folds it in with :meth:`RunState.absorb`, and hands the scheduler
-:meth:`RunState.view` (top-level tasks, plus each fan-out group's open children and the next
-few pending ones; finished, settled children are only counted). When the fingerprint does not
+task of a run on every pass: each pass reads a :class:`~treadle.store.delta.RunDelta` (the
+finished rows no coordinator has seen yet and a fingerprint), folds it in with
+:meth:`RunState.absorb`, and hands the scheduler :meth:`RunState.view` (top-level tasks, plus
+each fan-out group's open children and the next few pending ones; finished, settled children
+are only counted). When the fingerprint does not
 add up, or one of our own compare-and-sets lost, the copy is dropped and rebuilt from a full
 read: whatever the copy believed, a write based on a stale row fails its compare-and-set.
 """
@@ -18,7 +19,7 @@ from typing import Any
 
 from treadle.engine.fanout import is_group
 from treadle.model.states import TaskStatus
-from treadle.store.delta import RunDelta
+from treadle.store.delta import RunDelta, weight
 from treadle.store.records import RunRecord, TaskChange, TaskRecord
 
 _PENDING, _OPEN, _DONE = 0, 1, 2
@@ -47,7 +48,7 @@ class RunState:
         self.has_layers = has_layers  # layers come with the run: none now means none ever
         self.tasks: dict[str, TaskRecord] = {}
         self.top: list[str] = []  # top-level task ids, in seq order
-        self.top_open: dict[str, None] = {}  # top-level ids in the open bucket
+        self.unseen: dict[str, None] = {}  # finished, not settled: the rows a delta returns
         # Per fan-out group: children by bucket. Pending ones keep index (= seq) order.
         self.pending: dict[str, dict[str, None]] = {}
         self.open: dict[str, dict[str, None]] = {}
@@ -58,7 +59,7 @@ class RunState:
         children: Counter[str] = Counter()
         for task in ordered:
             self.tasks[task.id] = task
-            self.version_sum += task.version
+            self.version_sum += weight(task.status, task.version)
             self.max_seq = max(self.max_seq, task.seq)
             if task.parent_id is None:
                 self.top.append(task.id)
@@ -78,9 +79,9 @@ class RunState:
     # -- keeping current ------------------------------------------------------------------
     def _file(self, task: TaskRecord) -> None:
         bucket = _bucket(task)
+        if bucket == _OPEN and not task.settled and TaskStatus(task.status).terminal:
+            self.unseen[task.id] = None
         if task.parent_id is None:
-            if bucket == _OPEN:
-                self.top_open[task.id] = None
             return
         if bucket == _PENDING:
             self.pending.setdefault(task.parent_id, {})[task.id] = None
@@ -91,8 +92,8 @@ class RunState:
 
     def _unfile(self, task: TaskRecord) -> None:
         bucket = _bucket(task)
+        self.unseen.pop(task.id, None)
         if task.parent_id is None:
-            self.top_open.pop(task.id, None)
             return
         if bucket == _PENDING:
             self.pending.get(task.parent_id, {}).pop(task.id, None)
@@ -107,7 +108,7 @@ class RunState:
             raise StaleState(f"task {new.id} went back to pending")
         self._unfile(old)
         self._file(new)
-        self.version_sum += new.version - old.version
+        self.version_sum += weight(new.status, new.version) - weight(old.status, old.version)
         self.tasks[new.id] = new
 
     def absorb(self, delta: RunDelta) -> None:
@@ -122,23 +123,14 @@ class RunState:
                 self._replace(old, dataclasses.replace(old, **row))
             elif row["output"] is not None and old.output is None:
                 self.tasks[old.id] = dataclasses.replace(old, output=row["output"])
-        # Rows that were open here and are missing from the read must have been settled by
-        # another coordinator (no version change); anything else moved without us.
-        for task in self._open_tasks():
-            if task.id in seen:
-                continue
-            if not TaskStatus(task.status).terminal:
-                raise StaleState(f"task {task.id} left {task.status} unseen")
+        # Finished rows unseen here but missing from the read were settled by another
+        # coordinator (no version change); anything else that moved shows in the fingerprint.
+        for task_id in [i for i in self.unseen if i not in seen]:
+            task = self.tasks[task_id]
             self._replace(task, dataclasses.replace(task, settled=True))
         if delta.task_count != len(self.tasks) or delta.version_sum != self.version_sum:
             raise StaleState("task fingerprint differs")
         self.run = delta.run
-
-    def _open_tasks(self) -> list[TaskRecord]:
-        found = [self.tasks[i] for i in self.top_open]
-        for ids in self.open.values():
-            found.extend(self.tasks[i] for i in ids)
-        return found
 
     def won(self, changes: Sequence[TaskChange], won: set[str]) -> None:
         """Apply our own compare-and-sets that won (each bumped the version by one)."""
@@ -164,7 +156,7 @@ class RunState:
         self.won([change], {change.task_id})
         for child in children:
             self.tasks[child.id] = child
-            self.version_sum += child.version
+            self.version_sum += weight(child.status, child.version)
             self.max_seq = max(self.max_seq, child.seq)
             self._file(child)
 

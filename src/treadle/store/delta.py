@@ -1,11 +1,13 @@
-"""What changed in a run since the coordinator last looked: the *open* rows and a fingerprint.
+"""What changed in a run since the coordinator last looked: unseen finished rows + a fingerprint.
 
 A coordinator keeps each run it advances in memory (``treadle.engine.run_state``). On a pass
-it does not read every task again: it reads the run, its layers, the run's *open* task rows
-(queued, running or paused, or finished but not yet seen by a coordinator, ``settled`` false)
-and a fingerprint of the whole run (row count and sum of row versions). Every task write bumps
-the row's version (compare-and-set), so if the cached rows plus the open rows do not add up to
-the fingerprint, something changed that the open rows do not show (an operator's retry, another
+it does not read every task again: it reads the run, its layers, the task rows that finished
+and no coordinator has seen yet (``settled`` false) and a fingerprint of the whole run: the row
+count and the sum of the versions of every row that is not queued or running. Every task write
+bumps the row's version (compare-and-set), so whatever moves a task into, out of or between the
+counted states shows in the sum; only a worker's claim (queued -> running) and a retry (running
+-> queued) do not, and the scheduler does not tell those two apart. If the copy plus the read
+does not add up to the fingerprint, something changed unseen (an operator's retry, another
 coordinator's skip) and the coordinator reloads the run once.
 
 Stores that can compute this in the database implement :class:`RunDeltaStore`; for the others
@@ -23,8 +25,8 @@ from treadle.model.states import TaskStatus
 from treadle.store.base import Store
 from treadle.store.records import LayerRecord, RunRecord
 
-#: Task statuses that are open whatever ``settled`` says (a worker may change them any time).
-OPEN_STATUSES = (TaskStatus.QUEUED.value, TaskStatus.RUNNING.value, TaskStatus.PAUSED.value)
+#: Statuses a worker moves between without the coordinator: left out of the version sum.
+ACTIVE_STATUSES = (TaskStatus.QUEUED.value, TaskStatus.RUNNING.value)
 TERMINAL_STATUSES = tuple(s.value for s in TaskStatus if s.terminal)
 
 
@@ -33,9 +35,10 @@ class RunDelta:
     """One consistent look at a run for the coordinator (see the module docstring)."""
 
     run: RunRecord
-    #: Open task rows: the light columns (``LIGHT_TASK_FIELDS``) plus ``output``.
+    #: Finished, unsettled task rows: the light columns (``LIGHT_TASK_FIELDS``) + ``output``.
     rows: list[dict[str, Any]]
     task_count: int
+    #: Sum of ``version`` over the rows whose status is not in :data:`ACTIVE_STATUSES`.
     version_sum: int
     layers: list[LayerRecord]
 
@@ -45,14 +48,19 @@ class RunDeltaStore(Protocol):
     """A store that reads a :class:`RunDelta` without reading the run's other rows."""
 
     async def load_run_delta(self, run_id: str, with_layers: bool = True) -> RunDelta:
-        """The run, its open task rows, its task fingerprint and (if asked) its layers;
+        """The run, its unseen finished task rows, its task fingerprint and (if asked) its layers;
         NotFound if there is no such run."""
         ...
 
 
-def is_open(status: str, settled: bool) -> bool:
+def is_unseen(status: str, settled: bool) -> bool:
     """Whether a task row with this status belongs in a :class:`RunDelta`."""
-    return status in OPEN_STATUSES or (status in TERMINAL_STATUSES and not settled)
+    return status in TERMINAL_STATUSES and not settled
+
+
+def weight(status: str, version: int) -> int:
+    """A row's share of :attr:`RunDelta.version_sum`."""
+    return 0 if status in ACTIVE_STATUSES else version
 
 
 def delta_from_states(
@@ -67,13 +75,13 @@ def delta_from_states(
     rows = [
         {**row, "output": outputs.get(row["id"])}
         for row in states
-        if is_open(str(row["status"]), bool(row["settled"]))
+        if is_unseen(str(row["status"]), bool(row["settled"]))
     ]
     return RunDelta(
         run=run,
         rows=rows,
         task_count=len(states),
-        version_sum=sum(int(row["version"]) for row in states),
+        version_sum=sum(weight(str(row["status"]), int(row["version"])) for row in states),
         layers=layers,
     )
 

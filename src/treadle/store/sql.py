@@ -20,6 +20,7 @@ from sqlalchemy import (
     String,
     and_,
     bindparam,
+    case,
     delete,
     func,
     insert,
@@ -34,7 +35,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from treadle.errors import Conflict, NotFound, ServiceUnavailable
 from treadle.model.states import AttemptStatus, TaskStatus
 from treadle.store import schema as t
-from treadle.store.delta import OPEN_STATUSES, RunDelta
+from treadle.store.delta import ACTIVE_STATUSES, RunDelta
 from treadle.store.records import (
     LIGHT_TASK_FIELDS,
     AttemptOutcome,
@@ -156,13 +157,16 @@ _GET_RUN_LIGHT = select(*_RUN_LIGHT_COLUMNS).where(t.runs.c.id == bindparam("run
 _IMMUTABLE_CACHE_RUNS = 2000
 
 # The coordinator's per-pass read (``load_run_delta``): the run's fingerprint (task count, sum
-# of versions) joined to its open rows, in ONE statement so both come from the same snapshot
-# (separate statements under READ COMMITTED could disagree and force needless reloads). The
-# LEFT JOIN keeps the fingerprint row when no task is open.
+# of versions of the rows not queued or running) joined to its finished, unsettled rows, in
+# ONE statement so both come from the same snapshot (separate statements under READ COMMITTED
+# could disagree and force needless reloads). The LEFT JOIN keeps the fingerprint row when no
+# row is returned.
 _FINGERPRINT = (
     select(
         func.count().label("fp_count"),
-        func.coalesce(func.sum(_C.version), 0).label("fp_sum"),
+        func.coalesce(
+            func.sum(case((_C.status.in_(ACTIVE_STATUSES), 0), else_=_C.version)), 0
+        ).label("fp_sum"),
     )
     .where(_C.run_id == bindparam("run_id"))
     .cte("fp")
@@ -177,10 +181,8 @@ _OPEN_ROWS = select(
         t.tasks,
         and_(
             _C.run_id == bindparam("run_id"),
-            or_(
-                _C.status.in_(OPEN_STATUSES),
-                and_(_C.settled.is_(False), _C.status.in_(_TERMINAL)),
-            ),
+            _C.settled.is_(False),
+            _C.status.in_(_TERMINAL),
         ),
     )
 )
