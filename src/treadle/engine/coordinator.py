@@ -206,9 +206,14 @@ class Coordinator:
         if run.status == RunStatus.PENDING and not await self.extensions.admit(run):
             return False  # waits for a concurrency slot
         now = await self.store.now()
-        # A run timing out cancels every task, so it sees them all; otherwise the scheduler
+        # A run timing out cancels every task, so it sees them all, read afresh (the copy does
+        # not follow claims, and a kill must name the running ones); otherwise the scheduler
         # sees the top-level tasks and each group's open children and next pending ones.
         timing_out = run.deadline_at is not None and now >= run.deadline_at
+        if timing_out:
+            self._states.pop(run_id, None)
+            state, layers = await self._load(run_id)
+            run = state.run
         tasks, child_counts = state.view(self.settings.fanout_window, everything=timing_out)
         window = self.settings.fanout_window
         decision = decide(run, tasks, now, layers, child_counts, window, state.max_seq + 1)
