@@ -14,6 +14,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
+from typing import Any
 
 from treadle.broker._common import ack_all
 from treadle.broker.base import COORDINATOR_QUEUE, Broker, Delivery
@@ -65,6 +66,7 @@ class Coordinator:
         # run id -> this coordinator's copy of the run's tasks (engine/run_state.py).
         self._states: dict[str, RunState] = {}
         self.reloads = 0  # full reads of a run after the first (the copy had gone stale)
+        self._run_locks: dict[str, list[Any]] = {}  # run id -> [lock, users]
         self._waiters: dict[str, list[asyncio.Future[RunRecord]]] = {}
         # Called with task ids whose attempts must stop now (in-process workers register here;
         # remote workers notice through their kill check).
@@ -176,11 +178,25 @@ class Coordinator:
                 raise result
 
     async def _advance_one(self, run_id: str) -> None:
-        # Skips and template failures can unblock further tasks at once, so decide again
-        # until a pass changes no task status.
-        for _ in range(1000):
-            if not await self._advance_pass(run_id):
-                return
+        # One pass at a time per run in this process (the advance loop and the sweep may both
+        # want it): overlapping passes would race on the cached copy and lose each other's
+        # compare-and-sets, each loss costing a full reload of the run.
+        entry = self._run_locks.get(run_id)
+        if entry is None:
+            entry = self._run_locks[run_id] = [asyncio.Lock(), 0]
+        lock: asyncio.Lock = entry[0]
+        entry[1] += 1
+        try:
+            async with lock:
+                # Skips and template failures can unblock further tasks at once, so decide
+                # again until a pass changes no task status.
+                for _ in range(1000):
+                    if not await self._advance_pass(run_id):
+                        return
+        finally:
+            entry[1] -= 1
+            if entry[1] == 0:
+                self._run_locks.pop(run_id, None)
 
     async def _load(self, run_id: str) -> tuple[RunState, list[LayerRecord]]:
         """The run as of now: the cached copy brought up to date by a read of what is open,
