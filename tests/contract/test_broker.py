@@ -24,6 +24,7 @@ from tests.contract.broker_fixtures import (
     kill_rabbitmq_connections,
     kill_redis_clients,
 )
+from treadle.broker._common import HeldDelivery, ack_all
 from treadle.broker.base import COORDINATOR_QUEUE, Broker, Delivery
 
 pytestmark = pytest.mark.services
@@ -100,6 +101,31 @@ async def test_nack_redelivers_at_once(kit: BrokerKit) -> None:
     await collector.until(2, timeout=5)
     assert collector.received == ["again", "again"]
     await collector.settle_held(ack=True)
+    await assert_quiet(collector, 1.0)
+    await collector.stop()
+
+
+async def test_batched_ack_and_nack(kit: BrokerKit) -> None:
+    # The engine settles a whole batch at once (ack_all / settle_many): acked ones stay gone,
+    # nacked ones come back, and every slot of the window is freed.
+    broker = await kit.open("visibility_timeout=30")
+    queue = kit.queue()
+    sent = bodies("b", 6)
+    await broker.publish(queue, sent)
+    collector = Collector(broker, queue, prefetch=6, ack=False)
+    await collector.until(6)
+    held, collector.held = collector.held, []
+    await ack_all(held[:4])
+    await ack_all(held[:4])  # settling twice is harmless
+    rest = held[4:]
+    if isinstance(rest[0], HeldDelivery):
+        await type(rest[0]).settle_many(rest, False)
+    else:
+        for delivery in rest:
+            await delivery.nack()
+    await collector.until(8, timeout=5)
+    assert sorted(collector.received[6:]) == sorted(d.body for d in rest)
+    await ack_all(collector.held)
     await assert_quiet(collector, 1.0)
     await collector.stop()
 

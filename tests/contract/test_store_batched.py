@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
 from tests.contract.store_records import seed
+from treadle.errors import NotFound
 from treadle.store.base import Store
+from treadle.store.delta import load_run_delta
 from treadle.store.records import TaskChange
 
 
@@ -48,3 +52,40 @@ async def test_run_state_is_the_same_on_a_repeated_read(store: Store) -> None:
     assert again == first == await store.get_run(run.id)
     assert [s["status"] for s in states_again] == ["queued", "pending", "pending"]
     assert [s["status"] for s in states] == ["pending", "pending", "pending"]
+
+
+async def test_run_delta_reads_open_rows_and_a_fingerprint(store: Store) -> None:
+    run, tasks = await seed(store, 5, status="pending")
+    delta = await load_run_delta(store, run.id)
+    assert delta.run == await store.get_run(run.id)
+    assert (delta.rows, delta.task_count, delta.version_sum) == ([], 5, 5)
+    assert delta.layers == []
+    a, b, c, d, _ = tasks
+    await store.update_tasks(
+        [
+            TaskChange(a.id, 1, {"status": "queued"}),
+            TaskChange(b.id, 1, {"status": "completed", "output": {"n": 1}, "settled": False}),
+            TaskChange(c.id, 1, {"status": "failed", "settled": True}),
+            TaskChange(d.id, 1, {"status": "paused"}),
+        ]
+    )
+    delta = await load_run_delta(store, run.id)
+    # Only the finished, unsettled row is read; the fingerprint counts every row and sums the
+    # versions of those not queued or running (a: queued, left out).
+    assert [row["id"] for row in delta.rows] == [b.id]
+    row = delta.rows[0]
+    assert row["output"] == {"n": 1}
+    assert (row["status"], row["settled"], row["version"]) == ("completed", False, 2)
+    assert (delta.task_count, delta.version_sum) == (5, 7)
+    await store.mark_settled([b.id])
+    delta = await load_run_delta(store, run.id)
+    assert delta.rows == []
+    assert delta.version_sum == 7  # settling is bookkeeping: no version moves
+    # A retry of a settled row makes it unsettled again and moves its version.
+    await store.update_tasks([TaskChange(c.id, 2, {"status": "pending", "settled": False})])
+    assert (await load_run_delta(store, run.id)).version_sum == 8
+
+
+async def test_run_delta_of_a_missing_run_is_not_found(store: Store) -> None:
+    with pytest.raises(NotFound):
+        await load_run_delta(store, "no-such-run")

@@ -12,9 +12,9 @@ import logging
 import random
 import re
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import Any, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from treadle.errors import ConfigError, ServiceUnavailable
@@ -262,8 +262,56 @@ class HeldDelivery:
                 exc.message,
             )
         finally:
-            self._held.discard(self)
-            self._window.give_back()
+            self._release()
+
+    def _release(self) -> None:
+        self._held.discard(self)
+        self._window.give_back()
+
+    @classmethod
+    async def settle_many(cls, deliveries: Sequence[HeldDelivery], ack: bool) -> None:
+        """Ack (or nack) several deliveries of this class; subclasses batch the round trips."""
+        for delivery in deliveries:
+            await delivery._finish(ack)
+
+    @staticmethod
+    async def _settle_batch(
+        deliveries: Sequence[HeldDelivery],
+        ack: bool,
+        send: Callable[[list[HeldDelivery]], Awaitable[None]],
+    ) -> None:
+        """Settle the unsettled ones with one ``send`` call; same guarantees as ``_finish``."""
+        todo = [d for d in deliveries if not d._done]
+        if not todo:
+            return
+        for delivery in todo:
+            delivery._done = True
+        try:
+            await send(todo)
+        except ServiceUnavailable as exc:
+            _log.warning(
+                "%s of %d messages failed (%s); they will be delivered again",
+                "ack" if ack else "nack",
+                len(todo),
+                exc.message,
+            )
+        finally:
+            for delivery in todo:
+                delivery._release()
+
+
+async def ack_all(deliveries: Sequence[Any]) -> None:
+    """Ack every delivery, in as few round trips as each broker allows (batched ``settle_many``
+    for held deliveries, one by one otherwise)."""
+    by_kind: dict[type, list[Any]] = {}
+    for delivery in deliveries:
+        by_kind.setdefault(type(delivery), []).append(delivery)
+    for kind, group in by_kind.items():
+        if issubclass(kind, HeldDelivery):
+            await kind.settle_many(group, True)
+        else:
+            for delivery in group:
+                await delivery.ack()
 
 
 async def release_all(held: set[HeldDelivery], timeout: float) -> None:

@@ -64,6 +64,23 @@ redis.call('XDEL', KEYS[1], ARGV[3])
 return 1
 """
 
+# The same for many entries of one consumer: KEYS[1] stream; ARGV: group, consumer,
+# "ack" | "nack", entry ids... Entries no longer held by this consumer are left alone.
+_SETTLE_MANY = """
+for i = 4, #ARGV do
+  local p = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[i], ARGV[i], 1)
+  if #p > 0 and p[1][2] == ARGV[2] then
+    redis.call('XACK', KEYS[1], ARGV[1], ARGV[i])
+    if ARGV[3] == 'nack' then
+      local e = redis.call('XRANGE', KEYS[1], ARGV[i], ARGV[i])
+      if #e > 0 then redis.call('XADD', KEYS[1], '*', unpack(e[1][2])) end
+    end
+    redis.call('XDEL', KEYS[1], ARGV[i])
+  end
+end
+return 1
+"""
+
 
 def _transient(exc: BaseException) -> bool:
     return isinstance(exc, RedisConnectionError | RedisTimeoutError | OSError | TimeoutError)
@@ -91,6 +108,23 @@ class RedisDelivery(HeldDelivery):
     async def _settle(self, ack: bool) -> None:
         await self._broker._settle(self._key, self._consumer, self._entry, ack)
 
+    @classmethod
+    async def settle_many(cls, deliveries: Sequence[HeldDelivery], ack: bool) -> None:
+        """One script call per (broker, stream, consumer) instead of one per entry."""
+        groups: dict[tuple[int, str, str], list[RedisDelivery]] = {}
+        for delivery in deliveries:
+            assert isinstance(delivery, RedisDelivery)
+            key = (id(delivery._broker), delivery._key, delivery._consumer)
+            groups.setdefault(key, []).append(delivery)
+        for group in groups.values():
+            first = group[0]
+
+            async def send(todo: list[HeldDelivery], first: RedisDelivery = first) -> None:
+                entries = [d._entry for d in todo if isinstance(d, RedisDelivery)]
+                await first._broker._settle_many(first._key, first._consumer, entries, ack)
+
+            await cls._settle_batch(group, ack, send)
+
 
 class RedisBroker:
     """Work queues as Redis streams under ``{prefix}:q:``."""
@@ -111,6 +145,7 @@ class RedisBroker:
         self._claim_every = max(0.05, min(5.0, self._visibility / 2))
         self._client: aioredis.Redis | None = None
         self._settle_script: Any = None
+        self._settle_many_script: Any = None
         self._consumers: dict[Window, set[HeldDelivery]] = {}
         self._stopping = False
         self._closed = False
@@ -139,6 +174,7 @@ class RedisBroker:
             ) from exc
         self._client = client
         self._settle_script = client.register_script(_SETTLE)
+        self._settle_many_script = client.register_script(_SETTLE_MANY)
 
     async def close(self) -> None:
         """Stop consumers, give back held entries, and close the connection pool."""
@@ -317,6 +353,19 @@ class RedisBroker:
             ),
             time.monotonic() + min(10.0, self._publish_timeout),
         )
+
+    async def _settle_many(self, key: str, consumer: str, entries: list[str], ack: bool) -> None:
+        script = self._settle_many_script
+        mode = "ack" if ack else "nack"
+        for start in range(0, len(entries), 500):
+            chunk = entries[start : start + 500]
+            await self._run(
+                mode,
+                lambda chunk=chunk: script(  # type: ignore[misc]
+                    keys=[key], args=[_GROUP, consumer, mode, *chunk], client=self._redis()
+                ),
+                time.monotonic() + min(10.0, self._publish_timeout),
+            )
 
     async def _forget_consumer(self, key: str, consumer: str) -> None:
         """Drop this consumer from the group once it holds nothing (they pile up otherwise)."""

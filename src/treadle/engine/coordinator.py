@@ -16,20 +16,23 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
+from treadle.broker._common import ack_all
 from treadle.broker.base import COORDINATOR_QUEUE, Broker, Delivery
 from treadle.engine.extensions import CoordinatorExtensions
 from treadle.engine.fanout import finish_group
-from treadle.engine.scheduler import FANOUT_WINDOW, decide, needs_outputs
+from treadle.engine.run_state import RunState, StaleState
+from treadle.engine.scheduler import FANOUT_WINDOW, decide
 from treadle.engine.subworkflow import child_finished, start_child
 from treadle.errors import NotFound
 from treadle.model.states import RunStatus
 from treadle.observability import logcontext, metrics, tracing
 from treadle.store.base import Store
-from treadle.store.records import RunRecord, TaskRecord
+from treadle.store.delta import load_run_delta
+from treadle.store.records import LayerRecord, RunRecord, TaskRecord
 
 log = logging.getLogger(__name__)
 
-SPEC_CACHE_RUNS = 2000
+STATE_CACHE_RUNS = 2000
 SMALL_RUN_TASKS = 200
 BIG_RUN_COALESCE_SECONDS = 0.02
 
@@ -60,8 +63,10 @@ class Coordinator:
         self._inbox: asyncio.Queue[Delivery] = asyncio.Queue()
         self._tasks: list[asyncio.Task[None]] = []
         self.advanced = 0
-        # run id -> task id -> (spec, depends_on): immutable, so cached across passes.
-        self._specs: dict[str, dict[str, tuple[dict[str, Any], list[str]]]] = {}
+        # run id -> this coordinator's copy of the run's tasks (engine/run_state.py).
+        self._states: dict[str, RunState] = {}
+        self.reloads = 0  # full reads of a run after the first (the copy had gone stale)
+        self._run_locks: dict[str, list[Any]] = {}  # run id -> [lock, users]
         self._waiters: dict[str, list[asyncio.Future[RunRecord]]] = {}
         # Called with task ids whose attempts must stop now (in-process workers register here;
         # remote workers notice through their kill check).
@@ -112,7 +117,7 @@ class Coordinator:
             first = await self._inbox.get()
             batch = [first]
             self._drain_into(batch)
-            if any(len(self._specs.get(d.body, ())) > SMALL_RUN_TASKS for d in batch):
+            if any(len(self._states.get(d.body, ())) > SMALL_RUN_TASKS for d in batch):
                 # A big run (a fan-out) finishes tasks in a stream: wait a moment so one pass
                 # covers many of them instead of re-reading every row for each one.
                 await asyncio.sleep(BIG_RUN_COALESCE_SECONDS)
@@ -129,8 +134,7 @@ class Coordinator:
                     await delivery.nack()
                 await asyncio.sleep(0.5)
                 continue
-            for delivery in batch:
-                await delivery.ack()
+            await ack_all(batch)
 
     def _drain_into(self, batch: list[Delivery]) -> None:
         while not self._inbox.empty() and len(batch) < self.settings.batch:
@@ -174,84 +178,90 @@ class Coordinator:
                 raise result
 
     async def _advance_one(self, run_id: str) -> None:
-        # Skips and template failures can unblock further tasks at once, so decide again
-        # until a pass changes no task status.
-        with logcontext.bind(run_id):
-            for _ in range(1000):
-                if not await self._advance_pass(run_id):
-                    return
+        # One pass at a time per run in this process (the advance loop and the sweep may both
+        # want it): overlapping passes would race on the cached copy and lose each other's
+        # compare-and-sets, each loss costing a full reload of the run.
+        entry = self._run_locks.get(run_id)
+        if entry is None:
+            entry = self._run_locks[run_id] = [asyncio.Lock(), 0]
+        lock: asyncio.Lock = entry[0]
+        entry[1] += 1
+        try:
+            async with lock:
+                # Skips and template failures can unblock further tasks at once, so decide
+                # again until a pass changes no task status.
+                with logcontext.bind(run_id):
+                    for _ in range(1000):
+                        if not await self._advance_pass(run_id):
+                            return
+        finally:
+            entry[1] -= 1
+            if entry[1] == 0:
+                self._run_locks.pop(run_id, None)
 
-    async def _load(self, run_id: str) -> tuple[RunRecord, list[TaskRecord]]:
-        """The run and its tasks: light rows plus cached immutable specs, outputs if needed."""
-        cached = self._specs.get(run_id)
-        if cached is None:
-            run = await self.store.get_run(run_id)
-            full = await self.store.get_tasks(run_id)
-            self._remember(run_id, full)
-            if not needs_outputs(run, full):
-                return run, full
-            cached = self._specs[run_id]
-        # Small runs read outputs in the same transaction (one round trip); big fan-outs read
-        # them only on the passes that render or finish.
-        small = len(cached) <= SMALL_RUN_TASKS
-        run, states, outputs = await self.store.load_run_state(run_id, small)
-        if any(row["id"] not in cached for row in states):
-            self._specs.pop(run_id, None)  # tasks were added (layers, fan-out): reload once
-            return await self._load(run_id)
-        # Light rows carry no timestamps; the scheduler does not read them.
-        tasks = [
-            TaskRecord(
-                **row,
-                spec=cached[row["id"]][0],
-                depends_on=cached[row["id"]][1],
-                created_at=run.created_at,
-                output=outputs.get(row["id"]) if outputs else None,
-            )
-            for row in states
-        ]
-        if not small and needs_outputs(run, tasks):
-            outputs = await self.store.task_outputs(run_id)
-            tasks = [
-                TaskRecord(
-                    **row,
-                    spec=cached[row["id"]][0],
-                    depends_on=cached[row["id"]][1],
-                    created_at=run.created_at,
-                    output=outputs.get(row["id"]),
-                )
-                for row in states
-            ]
-        return run, tasks
-
-    def _remember(self, run_id: str, tasks: Sequence[TaskRecord]) -> None:
-        self._specs[run_id] = {t.id: (t.spec, t.depends_on) for t in tasks}
-        while len(self._specs) > SPEC_CACHE_RUNS:
-            self._specs.pop(next(iter(self._specs)))
+    async def _load(self, run_id: str) -> tuple[RunState, list[LayerRecord]]:
+        """The run as of now: the cached copy brought up to date by a read of what is open,
+        or, when that does not add up (or nothing is cached), a full read."""
+        state = self._states.get(run_id)
+        delta = await load_run_delta(self.store, run_id, state is None or state.has_layers)
+        if state is not None:
+            try:
+                state.absorb(delta)
+                return state, delta.layers
+            except StaleState as exc:
+                self.reloads += 1
+                log.debug("reloading run %s: %s", run_id, exc)
+        state = RunState(delta.run, await self.store.get_tasks(run_id), bool(delta.layers))
+        self._states[run_id] = state
+        while len(self._states) > STATE_CACHE_RUNS:
+            self._states.pop(next(iter(self._states)))
+        return state, delta.layers
 
     async def _advance_pass(self, run_id: str) -> bool:
-        run, tasks = await self._load(run_id)
+        state, layers = await self._load(run_id)
+        run = state.run
         if run.status == RunStatus.PENDING and not await self.extensions.admit(run):
             return False  # waits for a concurrency slot
-        layers = await self.store.get_layers(run_id)
         now = await self.store.now()
-        decision = decide(run, tasks, now, layers, None, self.settings.fanout_window)
+        # A run timing out cancels every task, so it sees them all, read afresh (the copy does
+        # not follow claims, and a kill must name the running ones); otherwise the scheduler
+        # sees the top-level tasks and each group's open children and next pending ones.
+        timing_out = run.deadline_at is not None and now >= run.deadline_at
+        if timing_out:
+            self._states.pop(run_id, None)
+            state, layers = await self._load(run_id)
+            run = state.run
+        tasks, child_counts = state.view(self.settings.fanout_window, everything=timing_out)
+        window = self.settings.fanout_window
+        decision = decide(run, tasks, now, layers, child_counts, window, state.max_seq + 1)
         self.advanced += 1
         for parent in decision.groups_done:
             children = await self.store.get_children(parent.id)
             decision.task_changes.append(finish_group(parent, children, now))
         layers_won = await self.store.update_layers(decision.layer_changes)
         expanded = 0
+        stale = False
         for change, children in decision.expansions:
             # The parent's compare-and-set and its children's rows go in one transaction, so
             # nobody sees a running group without its children (or children twice).
             if await self.store.expand_task(change, children):
                 expanded += 1
+                state.expanded(change, children)
+            else:
+                stale = True
         run_change = (run.id, run.version, decision.run_values) if decision.run_values else None
         events = [(run.id, kind, "coordinator", detail) for kind, detail in decision.events]
         won_ids, updated = await self.store.apply_decision(
             decision.task_changes, decision.settled, run_change, events
         )
         won = set(won_ids)
+        state.settled(decision.settled)
+        state.won(decision.task_changes, won)
+        if updated is not None:
+            state.run = updated
+        if stale or len(won) < len(decision.task_changes) or (run_change and updated is None):
+            # Someone else moved first: our copy is behind, read it afresh next time.
+            self._states.pop(run_id, None)
         queued_ids = {t.id for t in decision.queued}
         await self.publish([t for t in decision.queued if t.id in won])
         tracing.record_dispatch(run, [t for t in decision.queued if t.id in won])
@@ -260,7 +270,7 @@ class Coordinator:
                 await start_child(self.store, self.broker, run, task, rendered)
         self.kill([k for k in decision.kills if k in won])
         if updated is not None and RunStatus(updated.status).terminal:
-            self._specs.pop(run_id, None)
+            self._states.pop(run_id, None)
             self._notify_finished(updated)
             metrics.observe_run(updated)
             tracing.record_completion(updated)

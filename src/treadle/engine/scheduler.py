@@ -172,11 +172,15 @@ def decide(
     layers: Sequence[LayerRecord] = (),
     child_counts: Mapping[str, Mapping[str, int]] | None = None,
     window: int = FANOUT_WINDOW,
+    next_seq: int | None = None,
 ) -> Decision:
     """Compute the next writes for ``run``.
 
     ``tasks`` may leave out finished, settled fan-out children when ``child_counts`` counts
-    them; ``window`` bounds the queued children of a group without ``max_parallel``.
+    them, and pending children beyond the ones a group may dispatch now (the group's parent
+    then carries ``rendered["fanout_items"]``); ``window`` bounds the queued children of a
+    group without ``max_parallel``. ``next_seq`` is the first free ``seq`` of the run when
+    ``tasks`` leaves some out.
     """
     decision = Decision()
     if run.status in (RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.CANCELLED):
@@ -197,7 +201,7 @@ def decide(
     # A paused run starts no layer; groups still fold finished children (nothing new starts).
     open_layers = set() if paused else plan_layers(layers, tasks, now, decision)
     gates = _Gates({layer.name for layer in layers}, open_layers, child_counts or {}, window)
-    _advance_tasks(run, tasks, gates, now, decision)
+    _advance_tasks(run, tasks, gates, now, decision, next_seq)
     _settle(tasks, decision)
     _finish_if_done(run, tasks, layers, decision, now)
     return decision
@@ -212,7 +216,12 @@ class _Gates:
 
 
 def _advance_tasks(
-    run: RunRecord, tasks: Sequence[TaskRecord], gates: _Gates, now: datetime, decision: Decision
+    run: RunRecord,
+    tasks: Sequence[TaskRecord],
+    gates: _Gates,
+    now: datetime,
+    decision: Decision,
+    first_free_seq: int | None = None,
 ) -> None:
     paused = run.status == RunStatus.PAUSED
     by_name: dict[str, TaskRecord] = {}
@@ -223,7 +232,7 @@ def _advance_tasks(
         else:
             children[task.parent_id].append(task)
     context: dict[str, Any] | None = None
-    next_seq = max((t.seq for t in tasks), default=0) + 1
+    next_seq = first_free_seq or max((t.seq for t in tasks), default=0) + 1
     for task in tasks:
         if task.parent_id is not None:
             continue

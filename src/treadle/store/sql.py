@@ -20,6 +20,7 @@ from sqlalchemy import (
     String,
     and_,
     bindparam,
+    case,
     delete,
     func,
     insert,
@@ -34,6 +35,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from treadle.errors import Conflict, NotFound, ServiceUnavailable
 from treadle.model.states import AttemptStatus, TaskStatus
 from treadle.store import schema as t
+from treadle.store.delta import ACTIVE_STATUSES, RunDelta
 from treadle.store.records import (
     LIGHT_TASK_FIELDS,
     AttemptOutcome,
@@ -155,6 +157,42 @@ _RETRY_TASK = (
 _RUN_LIGHT_COLUMNS = [c for c in t.runs.c if c.name not in ("definition", "inputs")]
 _GET_RUN_LIGHT = select(*_RUN_LIGHT_COLUMNS).where(t.runs.c.id == bindparam("run_id"))
 _IMMUTABLE_CACHE_RUNS = 2000
+
+# The coordinator's per-pass read (``load_run_delta``): the run's fingerprint (task count, sum
+# of versions of the rows not queued or running) joined to its finished, unsettled rows, in
+# ONE statement so both come from the same snapshot (separate statements under READ COMMITTED
+# could disagree and force needless reloads). The LEFT JOIN keeps the fingerprint row when no
+# row is returned.
+_FINGERPRINT = (
+    select(
+        func.count().label("fp_count"),
+        func.coalesce(
+            func.sum(case((_C.status.in_(ACTIVE_STATUSES), 0), else_=_C.version)), 0
+        ).label("fp_sum"),
+    )
+    .where(_C.run_id == bindparam("run_id"))
+    .cte("fp")
+)
+_OPEN_ROWS = select(
+    _FINGERPRINT.c.fp_count,
+    _FINGERPRINT.c.fp_sum,
+    *[_C[name] for name in _LIGHT_COLUMNS],
+    _C.output,
+).select_from(
+    _FINGERPRINT.outerjoin(
+        t.tasks,
+        and_(
+            _C.run_id == bindparam("run_id"),
+            _C.settled.is_(False),
+            _C.status.in_(_TERMINAL),
+        ),
+    )
+)
+_GET_LAYERS = (
+    select(t.layers)
+    .where(t.layers.c.run_id == bindparam("run_id"))
+    .order_by(t.layers.c.priority, t.layers.c.created_at)
+)
 
 
 @functools.lru_cache(maxsize=64)
@@ -558,6 +596,32 @@ class SqlStore(SqlTokensMixin, SqlTriggersMixin, SqlSecretsMixin):
             self._remember_run(run)
             return run, states, outputs
         return _run(row, *immutable), states, outputs
+
+    async def load_run_delta(self, run_id: str, with_layers: bool = True) -> RunDelta:
+        params = {"run_id": run_id}
+        async with self._tx() as conn:
+            immutable = self._immutable.get(run_id)
+            if immutable is None:
+                row = (await conn.execute(_GET_RUN, params)).first()
+            else:
+                row = (await conn.execute(_GET_RUN_LIGHT, params)).first()
+            if row is None:
+                raise NotFound(f"no run {run_id!r}")
+            joined = (await conn.execute(_OPEN_ROWS, params)).all()
+            layers = (
+                [_layer(r) for r in (await conn.execute(_GET_LAYERS, params)).all()]
+                if with_layers
+                else []
+            )
+        if immutable is None:
+            run = _run(row)
+            self._remember_run(run)
+        else:
+            run = _run(row, *immutable)
+        names = (*_LIGHT_COLUMNS, "output")
+        rows = [dict(zip(names, r[2:], strict=True)) for r in joined if r[2] is not None]
+        first = joined[0]
+        return RunDelta(run, rows, int(first[0]), int(first[1]), layers)
 
     def _remember_run(self, run: RunRecord) -> None:
         self._immutable[run.id] = (run.definition, run.inputs)

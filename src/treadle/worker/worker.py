@@ -18,6 +18,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from treadle.broker._common import ack_all
 from treadle.broker.base import COORDINATOR_QUEUE, Broker, Delivery
 from treadle.model.routing import container_queue
 from treadle.model.states import AttemptStatus, TaskStatus
@@ -230,9 +231,8 @@ class Worker:
                 slots.release()
             await asyncio.sleep(0.5)
             return
-        for delivery in batch:
-            # Unclaimed ones were duplicates or are not due: the store is the truth.
-            await delivery.ack()
+        # Unclaimed ones were duplicates or are not due: the store is the truth.
+        await ack_all(batch)
         for _ in range(len(batch) - len(claimed)):
             slots.release()
         for task, attempt in claimed:
