@@ -7,6 +7,8 @@ URL forms: ``postgresql://user:pass@host:5432/db`` (also ``postgres://`` and
   ``migrate()`` when missing. Tests use it to isolate; deployments may share one database.
 - ``pool_size=N`` and ``max_overflow=N``: size of the connection pool.
 - ``connect_timeout=SECONDS``: how long to wait for the server before giving up.
+- ``application_name=NAME``: how the sessions show in ``pg_stat_activity`` (default
+  ``treadle``), so an operator (or a chaos test) can find one deployment's sessions.
 - ``pre_ping=true``: test each pooled connection with a round trip before using it. Off by
   default: a connection broken by a server restart fails one transaction (a one-line
   ServiceUnavailable, which every engine loop retries) and is then replaced, while a ping costs
@@ -58,6 +60,7 @@ class PostgresSettings:
     max_overflow: int
     connect_timeout: float
     pre_ping: bool = False
+    application_name: str = "treadle"
 
     @property
     def public_url(self) -> str:
@@ -103,6 +106,7 @@ def parse_postgres_url(url: str) -> PostgresSettings:
     pool_size = _int_option(options, "pool_size", 10)
     max_overflow = _int_option(options, "max_overflow", 10)
     connect_timeout = float(_int_option(options, "connect_timeout", 10))
+    application_name = str(options.pop("application_name", "treadle"))
     pre_ping_raw = str(options.pop("pre_ping", "false")).lower()
     if pre_ping_raw not in {"true", "false", "1", "0", "yes", "no"}:
         raise ConfigError(f"postgres URL option pre_ping={pre_ping_raw!r} is not true or false")
@@ -113,6 +117,7 @@ def parse_postgres_url(url: str) -> PostgresSettings:
         max_overflow=max_overflow,
         connect_timeout=connect_timeout,
         pre_ping=pre_ping_raw in {"true", "1", "yes"},
+        application_name=application_name,
     )
 
 
@@ -125,10 +130,14 @@ class PostgresStore(SqlStore):
         self, url: str, *, pool_size: int | None = None, max_overflow: int | None = None
     ) -> None:
         settings = parse_postgres_url(url)
-        connect_args: dict[str, Any] = {"timeout": settings.connect_timeout}
+        server_settings = {"application_name": settings.application_name}
         if settings.schema:
             # Set on every new connection, so every statement (and Alembic) sees only our schema.
-            connect_args["server_settings"] = {"search_path": settings.schema}
+            server_settings["search_path"] = settings.schema
+        connect_args: dict[str, Any] = {
+            "timeout": settings.connect_timeout,
+            "server_settings": server_settings,
+        }
         engine = create_async_engine(
             settings.driver_url,
             pool_size=pool_size if pool_size is not None else settings.pool_size,
