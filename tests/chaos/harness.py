@@ -166,7 +166,7 @@ class Chaos:
         started = [
             self.worker("--queue", f"default:{concurrency}", wait=False) for _ in range(workers)
         ]
-        c.wait_ready(*others, *started)
+        c.wait_ready(*others, *started, timeout=180)  # slow starts on a loaded machine
         return started
 
     def post(self, definition: dict[str, Any], runs: int) -> list[str]:

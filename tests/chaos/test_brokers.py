@@ -24,7 +24,7 @@ from tests.integration.cluster import (
 
 pytestmark = [pytest.mark.services, pytest.mark.slow, pytest.mark.timeout(600 if FULL else 180)]
 
-RUNS = 200 if FULL else 20
+RUNS = 200 if FULL else 12
 
 
 def test_rabbitmq_restarted_twice_during_a_run(
@@ -89,9 +89,9 @@ def test_long_task_outlives_broker_ack_timeouts(
     rabbit.start(
         workers=1, worker_args=["--import", "tests.chaos.handlers", "--queue", "default:2"]
     )
-    redis_chaos.post(single("long", redis_chaos.ledger, seconds=7.0), 2)
+    redis_chaos.post(single("long", redis_chaos.ledger, seconds=4.0), 2)
     rabbit_ledger = tmp_path / "rabbit-ledger.txt"
-    (rabbit_run,) = rabbit.post_runs(single("long", rabbit_ledger, seconds=7.0), 1)
+    (rabbit_run,) = rabbit.post_runs(single("long", rabbit_ledger, seconds=4.0), 1)
     wait_for(
         lambda: rabbit.sql("SELECT 1 FROM treadle_attempts WHERE status = 'running'"),
         60,
@@ -106,7 +106,7 @@ def test_long_task_outlives_broker_ack_timeouts(
         if line.split() and line.split()[0] in rabbitmq_queues(rabbit.namespace)
     ]
     assert mine and all(int(n) == 0 for _, n in mine), mine
-    redis_chaos.fault("7s task, lease 3s, Redis visibility 1s, RabbitMQ unacked: 0")
+    redis_chaos.fault("4s task, lease 3s, Redis visibility 1s, RabbitMQ unacked: 0")
     fig = redis_chaos.check(tasks_per_run=1)
     assert rabbit.wait_runs_finished(1, timeout=60) == {"completed": 1}
     attempts = rabbit.sql("SELECT status FROM treadle_attempts")
@@ -143,7 +143,7 @@ def test_slow_and_reset_broker_links(
         c.api(wait=False)
         c.coordinator(wait=False)
         workers = [chaos.worker("--queue", "default:4", env=env, wait=False) for _ in range(2)]
-        c.wait_ready(*c.procs)
+        c.wait_ready(*c.procs, timeout=180)
         chaos.post(chain("slow", chaos.ledger, seconds=0.05), RUNS)
         resets = 0
         for threshold in spread(RUNS * 4, 3):
@@ -154,3 +154,41 @@ def test_slow_and_reset_broker_links(
     assert resets > 0
     assert fig.completed == RUNS * 4
     assert all(w.alive() for w in workers)
+
+
+def test_doorbells_lost_from_the_broker(
+    make_cluster: Callable[..., Cluster], tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    """12. Every queued doorbell is deleted from Redis before any worker reads it (as a broker
+    that lost its data would): the store rings them again, every run completes."""
+    import redis
+
+    chaos = prepare(make_cluster, tmp_path, request, "12 broker messages lost", "redis")
+    c = chaos.cluster
+    c.api(wait=False)
+    c.coordinator(wait=False)
+    c.wait_ready(*c.procs, timeout=180)
+    runs = RUNS // 2
+    chaos.post(chain("forgotten", chaos.ledger, seconds=0.05), runs)
+    wait_for(
+        lambda: (
+            c.sql(
+                "SELECT count(*) AS n FROM treadle_tasks WHERE status = 'queued' "
+                "AND published_at IS NOT NULL"
+            )[0]["n"]
+            == runs
+        ),
+        60,
+        "every first task's doorbell to be rung",
+    )
+    client = redis.Redis.from_url(REDIS_URL)
+    try:
+        keys = list(client.scan_iter(match=f"{c.namespace}:*", count=1000))
+        deleted = int(client.delete(*keys)) if keys else 0
+    finally:
+        client.close()
+    chaos.fault(f"{deleted} Redis keys deleted")
+    chaos.worker("--queue", "default:4")
+    fig = chaos.check(tasks_per_run=4)
+    assert deleted > 0
+    assert fig.completed == runs * 4

@@ -17,7 +17,7 @@ from tests.integration.cluster import FULL, Cluster, Proc, wait_for
 
 pytestmark = [pytest.mark.services, pytest.mark.slow, pytest.mark.timeout(600 if FULL else 180)]
 
-RUNS = 200 if FULL else 20
+RUNS = 200 if FULL else 12
 
 
 def test_coordinator_killed_and_frozen_while_another_runs(

@@ -14,7 +14,7 @@ from tests.integration.cluster import FULL, Cluster, wait_for
 
 pytestmark = [pytest.mark.services, pytest.mark.slow, pytest.mark.timeout(600 if FULL else 180)]
 
-RUNS = 200 if FULL else 20
+RUNS = 200 if FULL else 12
 
 
 def test_store_sessions_terminated_under_load(
@@ -54,7 +54,7 @@ def test_store_stalled_longer_than_a_lease(
             env={"TREADLE_DB": c.db_override.replace(":5432/", f":{proxy.port}/")},
             wait=False,
         )
-        c.wait_ready(*c.procs)
+        c.wait_ready(*c.procs, timeout=180)
         chaos.post(single("stalled", chaos.ledger, seconds=1.0), 8)
         held = wait_for(lambda: chaos.held_by(stalled), 60, "the proxied worker to hold tasks")
         proxy.stall()

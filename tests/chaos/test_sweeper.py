@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.chaos.harness import prepare, single
-from tests.integration.cluster import Cluster, wait_for
+from tests.integration.cluster import Cluster, wait_for, with_options
 
 pytestmark = [pytest.mark.services, pytest.mark.slow, pytest.mark.timeout(180)]
 
@@ -24,6 +24,9 @@ def test_sweeper_and_late_completion_race(
     ends and it reports (heartbeat and result) inside the sweeper's read-write gap. Exactly
     one side wins: the attempt is lost, the late result is rejected, the task runs again."""
     chaos = prepare(make_cluster, tmp_path, request, "8 sweeper vs late completion", "redis")
+    # The paused sweeper sits in its transaction: keep the server from ending it meanwhile.
+    c = chaos.cluster
+    c.db_override = with_options(c.db_override, "idle_in_transaction_timeout=150")
     (worker,) = chaos.start(workers=1, concurrency=1)
     chaos.post(single("raced", chaos.ledger, handler="chaos_block", seconds=1.0), 1)
     (attempt,) = wait_for(lambda: chaos.held_by(worker), 60, "the attempt to start")
