@@ -244,6 +244,27 @@ class Chaos:
         (self.faults_dir / f"{point}.held").unlink(missing_ok=True)
         (self.faults_dir / f"{point}.pause").unlink(missing_ok=True)
 
+    def wait_finished(self, runs: int, timeout: float) -> None:
+        """Wait until ``runs`` runs are terminal; on a timeout, say what is stuck and why."""
+        c = self.cluster
+        try:
+            c.wait_runs_finished(runs, timeout=timeout)
+        except AssertionError as exc:
+            stuck = c.sql(
+                "SELECT t.id, t.status, t.attempt_id, t.queued_at, t.available_at, "
+                "t.published_at, (SELECT array_agg(a.status || ' ' || a.worker_id) "
+                "FROM treadle_attempts a WHERE a.task_id = t.id) AS attempts "
+                "FROM treadle_tasks t WHERE t.status NOT IN "
+                "('completed', 'failed', 'skipped', 'cancelled')"
+            )
+            sessions = sql(
+                self.ns,
+                "SELECT pid, state, wait_event_type, left(query, 80) AS query "
+                "FROM pg_stat_activity WHERE application_name = $1",
+                self.ns,
+            )
+            raise AssertionError(f"stuck: {stuck}\nsessions: {sessions}\n{exc}") from None
+
     # -- the verdict ------------------------------------------------------------------------
     def check(
         self,
@@ -258,7 +279,7 @@ class Chaos:
         fig = self.figures
         c = self.cluster
         try:
-            c.wait_runs_finished(len(self.run_ids), timeout=SETTLE)
+            self.wait_finished(len(self.run_ids), SETTLE)
         finally:
             self._count(tasks_per_run)
         wait_for(

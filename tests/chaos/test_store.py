@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.chaos.harness import chain, prepare, single, spread
+from tests.chaos.harness import SETTLE, chain, prepare, single, spread
 from tests.chaos.proxy import ChaosProxy
 from tests.integration.cluster import FULL, Cluster, wait_for
 
@@ -61,7 +61,7 @@ def test_store_stalled_longer_than_a_lease(
         try:
             wait_for(lambda: set(chaos.statuses(held)) == {"lost"}, 60, "its leases swept")
             chaos.worker("--queue", "default:4")
-            c.wait_runs_finished(8, timeout=120)
+            chaos.wait_finished(8, SETTLE)
         finally:
             proxy.release()
         chaos.fault(f"store stalled for a worker holding {len(held)}")

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.chaos.harness import chain, prepare, single, spread
+from tests.chaos.harness import SETTLE, chain, prepare, single, spread
 from tests.integration.cluster import FULL, Cluster, wait_for
 
 pytestmark = [pytest.mark.services, pytest.mark.slow, pytest.mark.timeout(600 if FULL else 180)]
@@ -53,7 +53,7 @@ def test_frozen_worker_is_fenced(
     try:
         wait_for(lambda: set(chaos.statuses(held)) == {"lost"}, 60, "its leases to be swept")
         chaos.worker("--queue", "default:4")
-        chaos.cluster.wait_runs_finished(8, timeout=120)
+        chaos.wait_finished(8, SETTLE)
     finally:
         frozen.signal(signal.SIGCONT)
     wait_for(lambda: "stale result(s) rejected" in frozen.text(), 60, "the late reports")
