@@ -10,7 +10,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from tests.chaos.harness import chain, prepare, single, spread
+from tests.chaos.harness import chain, extended, prepare, single, spread
 from tests.chaos.proxy import ChaosProxy
 from tests.integration.cluster import (
     FULL,
@@ -119,6 +119,7 @@ def test_long_task_outlives_broker_ack_timeouts(
     assert redis_chaos.cluster.sql("SELECT count(*) AS n FROM treadle_attempts")[0]["n"] == 2
 
 
+@extended
 def test_slow_and_reset_broker_links(
     make_cluster: Callable[..., Cluster], tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
@@ -156,6 +157,7 @@ def test_slow_and_reset_broker_links(
     assert all(w.alive() for w in workers)
 
 
+@extended
 def test_doorbells_lost_from_the_broker(
     make_cluster: Callable[..., Cluster], tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:

@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.chaos.harness import chain, prepare, spread
+from tests.chaos.harness import chain, extended, prepare, spread
 from tests.conftest import free_port
 from tests.integration.cluster import FULL, Cluster, Proc, wait_for
 
@@ -66,6 +66,7 @@ def _standalone(chaos_cluster: Cluster, port: int) -> Proc:
     return proc
 
 
+@extended
 def test_standalone_killed_and_restarted(
     make_cluster: Callable[..., Cluster], tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:

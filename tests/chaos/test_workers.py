@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.chaos.harness import SETTLE, chain, prepare, single, spread
+from tests.chaos.harness import SETTLE, chain, extended, prepare, single, spread
 from tests.integration.cluster import FULL, Cluster, wait_for
 
 pytestmark = [pytest.mark.services, pytest.mark.slow, pytest.mark.timeout(600 if FULL else 180)]
@@ -112,6 +112,7 @@ def test_poison_task_fails_at_the_delivery_limit(
     assert fig.failed == 1 and deaths >= POISON_LIMIT
 
 
+@extended
 def test_worker_stopped_with_sigterm_mid_load(
     make_cluster: Callable[..., Cluster], tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
