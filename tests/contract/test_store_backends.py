@@ -70,6 +70,18 @@ def test_bad_postgres_options_are_config_errors() -> None:
     assert "search_path" not in settings.driver_url.query
 
 
+def test_session_options_are_read_from_the_postgres_url() -> None:
+    plain = parse_postgres_url("postgresql://postgres@127.0.0.1/test")
+    assert (plain.application_name, plain.idle_in_transaction_timeout) == ("treadle", 10)
+    named = parse_postgres_url(
+        "postgresql://postgres@127.0.0.1/test?application_name=ops&idle_in_transaction_timeout=0"
+    )
+    assert (named.application_name, named.idle_in_transaction_timeout) == ("ops", 0)
+    assert "application_name" not in named.driver_url.query
+    with pytest.raises(ConfigError, match="idle_in_transaction_timeout"):
+        parse_postgres_url("postgresql://postgres@127.0.0.1/test?idle_in_transaction_timeout=x")
+
+
 @pytest.mark.parametrize(
     "url",
     ["postgresql://postgres@127.0.0.1:1/test", "redis://127.0.0.1:1/0?prefix=none:"],

@@ -7,6 +7,14 @@ URL forms: ``postgresql://user:pass@host:5432/db`` (also ``postgres://`` and
   ``migrate()`` when missing. Tests use it to isolate; deployments may share one database.
 - ``pool_size=N`` and ``max_overflow=N``: size of the connection pool.
 - ``connect_timeout=SECONDS``: how long to wait for the server before giving up.
+- ``application_name=NAME``: how the sessions show in ``pg_stat_activity`` (default
+  ``treadle``), so an operator (or a chaos test) can find one deployment's sessions.
+- ``idle_in_transaction_timeout=SECONDS`` (default 10; 0: off): the server ends a session
+  that sits inside a transaction doing nothing for that long. treadle's transactions never wait
+  on anything but the database, so such a session belongs to a process that froze or lost its
+  network mid-transaction; without the limit its row locks would hide its attempts from the
+  lease sweeper (which skips locked rows) until the server noticed the dead connection, which
+  takes hours with default TCP keepalives.
 - ``pre_ping=true``: test each pooled connection with a round trip before using it. Off by
   default: a connection broken by a server restart fails one transaction (a one-line
   ServiceUnavailable, which every engine loop retries) and is then replaced, while a ping costs
@@ -58,6 +66,8 @@ class PostgresSettings:
     max_overflow: int
     connect_timeout: float
     pre_ping: bool = False
+    application_name: str = "treadle"
+    idle_in_transaction_timeout: int = 10
 
     @property
     def public_url(self) -> str:
@@ -103,6 +113,8 @@ def parse_postgres_url(url: str) -> PostgresSettings:
     pool_size = _int_option(options, "pool_size", 10)
     max_overflow = _int_option(options, "max_overflow", 10)
     connect_timeout = float(_int_option(options, "connect_timeout", 10))
+    application_name = str(options.pop("application_name", "treadle"))
+    idle_timeout = _int_option(options, "idle_in_transaction_timeout", 10)
     pre_ping_raw = str(options.pop("pre_ping", "false")).lower()
     if pre_ping_raw not in {"true", "false", "1", "0", "yes", "no"}:
         raise ConfigError(f"postgres URL option pre_ping={pre_ping_raw!r} is not true or false")
@@ -113,6 +125,8 @@ def parse_postgres_url(url: str) -> PostgresSettings:
         max_overflow=max_overflow,
         connect_timeout=connect_timeout,
         pre_ping=pre_ping_raw in {"true", "1", "yes"},
+        application_name=application_name,
+        idle_in_transaction_timeout=idle_timeout,
     )
 
 
@@ -125,10 +139,17 @@ class PostgresStore(SqlStore):
         self, url: str, *, pool_size: int | None = None, max_overflow: int | None = None
     ) -> None:
         settings = parse_postgres_url(url)
-        connect_args: dict[str, Any] = {"timeout": settings.connect_timeout}
+        server_settings = {
+            "application_name": settings.application_name,
+            "idle_in_transaction_session_timeout": str(settings.idle_in_transaction_timeout * 1000),
+        }
         if settings.schema:
             # Set on every new connection, so every statement (and Alembic) sees only our schema.
-            connect_args["server_settings"] = {"search_path": settings.schema}
+            server_settings["search_path"] = settings.schema
+        connect_args: dict[str, Any] = {
+            "timeout": settings.connect_timeout,
+            "server_settings": server_settings,
+        }
         engine = create_async_engine(
             settings.driver_url,
             pool_size=pool_size if pool_size is not None else settings.pool_size,

@@ -33,6 +33,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from treadle.errors import Conflict, NotFound, ServiceUnavailable
+from treadle.faults import pause_point
 from treadle.model.states import AttemptStatus, TaskStatus
 from treadle.store import schema as t
 from treadle.store.delta import ACTIVE_STATUSES, RunDelta
@@ -982,6 +983,9 @@ class SqlStore(SqlTokensMixin, SqlTriggersMixin, SqlSecretsMixin):
                 # A second sweeper passes over rows the first holds instead of waiting on them.
                 query = query.with_for_update(skip_locked=True)
             expired = (await conn.execute(query)).all()
+            if expired:
+                # Chaos tests freeze the sweeper here, between its read and its writes.
+                await pause_point("sweep.after_read")
             # One fixed order of task locks keeps sweepers and writers from deadlocking.
             for attempt_id, task_id in sorted(expired, key=lambda row: (row[1], row[0])):
                 won = await conn.execute(
