@@ -253,3 +253,19 @@ def test_flower_import_sends_the_token(
     assert flower_main(args) != 0  # 401 without a token
     monkeypatch.setenv("TREADLE_TOKEN", secured.tokens[Scope.SUBMIT])
     assert flower_main(args) == 0
+
+
+def test_control_events_name_the_token_not_just_what_the_client_claims(secured: Secured) -> None:
+    slow = {"name": "auth-slow", "tasks": [{"name": "nap", "kind": "sleep", "seconds": 30}]}
+    with secured.http(secured.tokens[Scope.OPERATE]) as client:
+        started = client.post("/api/v1/runs", json={"definition": slow})
+        assert started.status_code == 201, started.text
+        run = started.json()
+        killed = client.post(
+            f"/api/v1/runs/{run['id']}/kill",
+            headers={"X-Treadle-Actor": "mallory"},
+        )
+        assert killed.status_code == 200, killed.text
+        events = client.get(f"/api/v1/runs/{run['id']}/events").json()["items"]
+    actors = {e["actor"] for e in events if "kill" in e["kind"]}
+    assert actors == {"token:operate-token (mallory)"}, events

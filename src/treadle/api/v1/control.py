@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Body, Depends, Header, Path
+from fastapi import APIRouter, Body, Depends, Header, Path, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -23,6 +23,19 @@ router = APIRouter(prefix="/api/v1", tags=["control"])
 
 OpPath = Path(description="pause | unpause | kill | retry | skip | rerun")
 ActorHeader = Header(default=None, alias="X-Treadle-Actor", description="Who acts (for events)")
+
+
+def acting(request: Request, claimed: str | None = ActorHeader) -> str:
+    """Who acts, for the event history.
+
+    With authentication on it is the token's name, which a client cannot forge; what the
+    client says of itself in ``X-Treadle-Actor`` is kept beside it. Otherwise the header, or
+    ``api``.
+    """
+    token = getattr(request.state, "token", None)
+    if token is not None:
+        return f"token:{token.name}" + (f" ({claimed})" if claimed else "")
+    return claimed or "api"
 
 
 class BulkItem(BaseModel):
@@ -73,10 +86,10 @@ async def control_run(
     run_id: str,
     op: str = OpPath,
     if_match: str | None = Header(default=None),
-    actor: str | None = ActorHeader,
+    actor: str = Depends(acting),
     service: EngineService = Depends(engine),
 ) -> JSONResponse:
-    return await _single(service, "run", run_id, op, if_match, actor or "api")
+    return await _single(service, "run", run_id, op, if_match, actor)
 
 
 @router.post("/layers/{layer_id}/tasks", status_code=201, summary="Add tasks to a layer")
@@ -85,14 +98,14 @@ async def add_layer_tasks(
     body: dict[str, Any] | list[dict[str, Any]] = Body(
         description='A native task, a list of them, or {"tasks": [...]}'
     ),
-    actor: str | None = ActorHeader,
+    actor: str = Depends(acting),
     service: EngineService = Depends(engine),
 ) -> JSONResponse:
     if isinstance(body, dict):
         specs = body["tasks"] if isinstance(body.get("tasks"), list) else [body]
     else:
         specs = body
-    added = await service.add_layer_tasks(layer_id, specs, actor or "api")
+    added = await service.add_layer_tasks(layer_id, specs, actor)
     return JSONResponse({"items": [task_view(t, []) for t in added]}, status_code=201)
 
 
@@ -110,10 +123,10 @@ async def control_layer(
     layer_id: str,
     op: str = OpPath,
     if_match: str | None = Header(default=None),
-    actor: str | None = ActorHeader,
+    actor: str = Depends(acting),
     service: EngineService = Depends(engine),
 ) -> JSONResponse:
-    return await _single(service, "layer", layer_id, op, if_match, actor or "api")
+    return await _single(service, "layer", layer_id, op, if_match, actor)
 
 
 @router.post("/tasks/{task_id}/{op}", summary="Control a task")
@@ -121,23 +134,23 @@ async def control_task(
     task_id: str,
     op: str = OpPath,
     if_match: str | None = Header(default=None),
-    actor: str | None = ActorHeader,
+    actor: str = Depends(acting),
     service: EngineService = Depends(engine),
 ) -> JSONResponse:
-    return await _single(service, "task", task_id, op, if_match, actor or "api")
+    return await _single(service, "task", task_id, op, if_match, actor)
 
 
 def _bulk_route(op: str) -> Any:
     async def bulk(
         items: list[BulkItem] = Body(...),
-        actor: str | None = ActorHeader,
+        actor: str = Depends(acting),
         service: EngineService = Depends(engine),
     ) -> dict[str, int]:
         targets = [
             (item.kind, item.id, parse_etag(str(item.etag)) if item.etag is not None else None)
             for item in items
         ]
-        count = await service.control.bulk(op, targets, actor or "api")
+        count = await service.control.bulk(op, targets, actor)
         return {"count": count, "updated": count}  # "updated": Igor's name for the same number
 
     return bulk
