@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import logging
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -31,6 +32,13 @@ from treadle.store.delta import load_run_delta
 from treadle.store.records import LayerRecord, RunRecord, TaskRecord
 
 log = logging.getLogger(__name__)
+
+#: Runs whose pass lock this context (and the tasks it spawns) already holds: a pass may
+#: advance its own run again (a wait that fails while being parked), which must not wait on
+#: the lock it holds.
+_HELD_RUNS: contextvars.ContextVar[frozenset[str]] = contextvars.ContextVar(
+    "treadle_held_runs", default=frozenset()
+)
 
 STATE_CACHE_RUNS = 2000
 SMALL_RUN_TASKS = 200
@@ -181,6 +189,10 @@ class Coordinator:
         # One pass at a time per run in this process (the advance loop and the sweep may both
         # want it): overlapping passes would race on the cached copy and lose each other's
         # compare-and-sets, each loss costing a full reload of the run.
+        held = _HELD_RUNS.get()
+        if run_id in held:
+            await self._advance_passes(run_id)
+            return
         entry = self._run_locks.get(run_id)
         if entry is None:
             entry = self._run_locks[run_id] = [asyncio.Lock(), 0]
@@ -188,16 +200,23 @@ class Coordinator:
         entry[1] += 1
         try:
             async with lock:
-                # Skips and template failures can unblock further tasks at once, so decide
-                # again until a pass changes no task status.
-                with logcontext.bind(run_id):
-                    for _ in range(1000):
-                        if not await self._advance_pass(run_id):
-                            return
+                token = _HELD_RUNS.set(held | {run_id})
+                try:
+                    await self._advance_passes(run_id)
+                finally:
+                    _HELD_RUNS.reset(token)
         finally:
             entry[1] -= 1
             if entry[1] == 0:
                 self._run_locks.pop(run_id, None)
+
+    async def _advance_passes(self, run_id: str) -> None:
+        # Skips and template failures can unblock further tasks at once, so decide again
+        # until a pass changes no task status.
+        with logcontext.bind(run_id):
+            for _ in range(1000):
+                if not await self._advance_pass(run_id):
+                    return
 
     async def _load(self, run_id: str) -> tuple[RunState, list[LayerRecord]]:
         """The run as of now: the cached copy brought up to date by a read of what is open,
