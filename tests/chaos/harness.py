@@ -308,10 +308,10 @@ class Chaos:
         fig.completed = counts.get("completed", 0)
         fig.failed = counts.get("failed", 0)
         fig.lost = fig.tasks - sum(n for s, n in counts.items() if s in TASK_TERMINAL)
+        # The worker logs one line per rejected late result, naming its attempt.
         fig.late_rejected = sum(
-            int(n)
+            len(re.findall(r"stale result\(s\) rejected by the store for attempt", p.text()))
             for p in self.cluster.procs
-            for n in re.findall(r"(\d+) stale result\(s\) rejected", p.text())
         )
         fig.seconds = time.monotonic() - self.started
         execs = self._ledger()
