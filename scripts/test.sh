@@ -11,12 +11,30 @@ python3 -m mkdocs build --strict --quiet --site-dir "$(mktemp -d)"
 bash scripts/setup-containers.sh
 # Browser tests drive Debian's Chromium through Playwright (no browser download).
 bash scripts/setup-browser.sh
-set +e
-python3 -m pytest "$@"
-status=$?
-set -e
-if [ "$status" -eq 5 ]; then
-  echo "pytest collected no tests" >&2
+# Two parts: most tests in two parallel processes (they mostly wait on services and child
+# processes; each isolates its data), then the few that restart a shared service, alone.
+# Pytest's exit code 5 (no tests collected) is a failure in either part.
+run_pytest() {
+  set +e
+  python3 -m pytest "$@"
+  local status=$?
+  set -e
+  if [ "$status" -eq 5 ]; then
+    echo "pytest collected no tests: $*" >&2
+    return 1
+  fi
+  return "$status"
+}
+parallel=0
+run_pytest -n "${TREADLE_TEST_PROCESSES:-2}" --dist loadfile -m "not exclusive" "$@" || parallel=$?
+alone=0
+if [ "$#" -eq 0 ]; then
+  run_pytest -m exclusive || alone=$?
+else
+  # A narrowed selection may hold no exclusive test; that is not a failure.
+  python3 -m pytest -m exclusive "$@" || { alone=$?; if [ "$alone" -eq 5 ]; then alone=0; fi; }
+fi
+if [ "$parallel" -ne 0 ] || [ "$alone" -ne 0 ]; then
+  echo "tests failed (parallel part: exit $parallel, exclusive part: exit $alone)" >&2
   exit 1
 fi
-exit "$status"

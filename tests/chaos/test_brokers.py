@@ -27,6 +27,7 @@ pytestmark = [pytest.mark.services, pytest.mark.slow, pytest.mark.timeout(600 if
 RUNS = 200 if FULL else 12
 
 
+@pytest.mark.exclusive
 def test_rabbitmq_restarted_twice_during_a_run(
     make_cluster: Callable[..., Cluster], tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:

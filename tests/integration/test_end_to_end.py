@@ -80,6 +80,7 @@ def test_runs_complete_when_a_worker_is_killed(
     print(f"\nkilled worker held {len(held)} running attempts")
 
 
+@pytest.mark.exclusive
 def test_runs_complete_across_a_rabbitmq_restart(make_cluster: Callable[..., Cluster]) -> None:
     cluster = make_cluster("rabbitmq", env=FAST_LEASES)
     cluster.start(workers=2, worker_args=["--queue", "default:4"])
