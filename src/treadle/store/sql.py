@@ -576,13 +576,7 @@ class SqlStore(SqlTokensMixin, SqlTriggersMixin, SqlSecretsMixin):
     ) -> tuple[RunRecord, list[dict[str, Any]], dict[str, Any] | None]:
         params = {"run_id": run_id}
         async with self._tx() as conn:
-            immutable = self._immutable.get(run_id)
-            if immutable is None:
-                row = (await conn.execute(_GET_RUN, params)).first()
-            else:
-                row = (await conn.execute(_GET_RUN_LIGHT, params)).first()
-            if row is None:
-                raise NotFound(f"no run {run_id!r}")
+            row, immutable = await self._read_run_row(conn, run_id)
             states = [
                 dict(zip(_LIGHT_COLUMNS, r, strict=True))
                 for r in (await conn.execute(_TASK_STATES, params)).all()
@@ -592,37 +586,41 @@ class SqlStore(SqlTokensMixin, SqlTriggersMixin, SqlSecretsMixin):
                 rows = (await conn.execute(_TASK_OUTPUTS, params)).all()
                 # A Python None is stored as JSON null, which IS NOT NULL lets through.
                 outputs = {r[0]: r[1] for r in rows if r[1] is not None}
-        if immutable is None:
-            run = _run(row)
-            self._remember_run(run)
-            return run, states, outputs
-        return _run(row, *immutable), states, outputs
+        return self._run_of(row, immutable), states, outputs
 
     async def load_run_delta(self, run_id: str, with_layers: bool = True) -> RunDelta:
         params = {"run_id": run_id}
         async with self._tx() as conn:
-            immutable = self._immutable.get(run_id)
-            if immutable is None:
-                row = (await conn.execute(_GET_RUN, params)).first()
-            else:
-                row = (await conn.execute(_GET_RUN_LIGHT, params)).first()
-            if row is None:
-                raise NotFound(f"no run {run_id!r}")
+            row, immutable = await self._read_run_row(conn, run_id)
             joined = (await conn.execute(_OPEN_ROWS, params)).all()
             layers = (
                 [_layer(r) for r in (await conn.execute(_GET_LAYERS, params)).all()]
                 if with_layers
                 else []
             )
-        if immutable is None:
-            run = _run(row)
-            self._remember_run(run)
-        else:
-            run = _run(row, *immutable)
+        run = self._run_of(row, immutable)
         names = (*_LIGHT_COLUMNS, "output")
         rows = [dict(zip(names, r[2:], strict=True)) for r in joined if r[2] is not None]
         first = joined[0]
         return RunDelta(run, rows, int(first[0]), int(first[1]), layers)
+
+    async def _read_run_row(
+        self, conn: AsyncConnection, run_id: str
+    ) -> tuple[Any, tuple[Any, Any] | None]:
+        """The run's row, without its immutable columns when they are cached already."""
+        immutable = self._immutable.get(run_id)
+        statement = _GET_RUN if immutable is None else _GET_RUN_LIGHT
+        row = (await conn.execute(statement, {"run_id": run_id})).first()
+        if row is None:
+            raise NotFound(f"no run {run_id!r}")
+        return row, immutable
+
+    def _run_of(self, row: Any, immutable: tuple[Any, Any] | None) -> RunRecord:
+        if immutable is None:
+            run = _run(row)
+            self._remember_run(run)
+            return run
+        return _run(row, *immutable)
 
     def _remember_run(self, run: RunRecord) -> None:
         self._immutable[run.id] = (run.definition, run.inputs)
