@@ -15,8 +15,10 @@ from rich.markup import escape
 
 from treadle.errors import ConfigError, ServiceUnavailable, TreadleError
 
-console = Console()
-err_console = Console(stderr=True)
+# Piped or redirected output is read by programs and logs: a message stays one line there
+# instead of being wrapped at rich's default 80 columns.
+console = Console(soft_wrap=not sys.stdout.isatty())
+err_console = Console(stderr=True, soft_wrap=not sys.stderr.isatty())
 
 
 def fail(message: str, code: int = 1) -> NoReturn:
