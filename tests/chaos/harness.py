@@ -45,9 +45,8 @@ from tests.integration.cluster import (
 LEASES = {"TREADLE_LEASE_SECONDS": "3", "TREADLE_HEARTBEAT_SECONDS": "0.5"}
 #: Scenarios that only run with --full (TREADLE_FULL_TESTS=1): CI's time budget holds the
 #: default suite to the core scenarios; these repeat their mechanisms with other faults.
-extended = pytest.mark.skipif(
-    not FULL, reason="extended chaos scenario: runs with --full (TREADLE_FULL_TESTS=1)"
-)
+#: Without --full they are deselected at collection (tests/chaos/conftest.py), not skipped.
+extended = pytest.mark.chaos_extended
 #: How long a scenario may take to settle after its faults (generous: a loaded 2-core box).
 SETTLE = 240.0 if FULL else 150.0
 
