@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -37,19 +38,27 @@ BOTH_STORES = pytest.mark.parametrize("store_url", ["sqlite", "postgres"], indir
 SQLITE_ONLY = pytest.mark.parametrize("store_url", ["sqlite"], indirect=True)
 
 
-@pytest.fixture(params=_store_urls())
-async def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
-    """A fresh SQLite file, or a fresh PostgreSQL schema that is dropped after the test."""
-    if request.param == "sqlite":
+@contextlib.asynccontextmanager
+async def fresh_store(kind: str, tmp_path: Path, prefix: str) -> AsyncIterator[str]:
+    """The URL of a fresh SQLite file (``kind`` "sqlite"), or of a fresh PostgreSQL schema
+    named ``prefix_<random>`` that is dropped afterwards."""
+    if kind == "sqlite":
         yield f"sqlite:///{tmp_path / 'treadle.db'}"
         return
-    schema = f"treadle_sem_{uuid.uuid4().hex[:12]}"
+    schema = f"{prefix}_{uuid.uuid4().hex[:12]}"
     probe = await open_postgres(schema)  # fails under CI, skips elsewhere, when PG is down
     await probe.close()
     try:
         yield with_option(POSTGRES_URL, f"schema={schema}")
     finally:
         await drop_postgres(await open_postgres(schema))
+
+
+@pytest.fixture(params=_store_urls())
+async def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
+    """A fresh SQLite file, or a fresh PostgreSQL schema that is dropped after the test."""
+    async with fresh_store(request.param, tmp_path, "treadle_sem") as url:
+        yield url
 
 
 def settings_for(url: str, **overrides: Any) -> Settings:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import replace
@@ -14,12 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.contract.store_services import (
-    POSTGRES_URL,
-    drop_postgres,
-    open_postgres,
-    with_option,
-)
+from tests.integration.conftest import fresh_store
 from treadle.api.app import create_app
 from treadle.config import Settings
 from treadle.engine.node import Node
@@ -33,16 +27,8 @@ FAST_TICK = 0.05
 @pytest.fixture(params=["sqlite", "postgres"])
 async def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
     """The store every node of a test shares: a fresh SQLite file or PostgreSQL schema."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'treadle.db'}"
-        return
-    schema = f"treadle_trig_{uuid.uuid4().hex[:12]}"
-    probe = await open_postgres(schema)  # fails under CI, skips elsewhere, when PG is down
-    await probe.close()
-    try:
-        yield with_option(POSTGRES_URL, f"schema={schema}")
-    finally:
-        await drop_postgres(await open_postgres(schema))
+    async with fresh_store(request.param, tmp_path, "treadle_trig") as url:
+        yield url
 
 
 def make_settings(url: str, **overrides: Any) -> Settings:
