@@ -15,7 +15,6 @@ import asyncio
 import json
 import os
 import platform
-import sqlite3
 import sys
 import tempfile
 import time
@@ -25,6 +24,8 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
+
+from embedded import sqlite_commit_baseline  # noqa: E402  (benchmarks/ is sys.path[0])
 
 from treadle.config import load_settings  # noqa: E402
 from treadle.engine.node import Node  # noqa: E402
@@ -38,24 +39,6 @@ def definition(items: int) -> dict[str, Any]:
             {"name": "count", "kind": "log", "message": "{{ tasks.per.output | length }}"},
         ],
     }
-
-
-def sqlite_baseline(rows: int, folder: Path) -> float:
-    conn = sqlite3.connect(folder / "baseline.db", isolation_level=None)
-    conn.execute("PRAGMA journal_mode=WAL")
-    conn.execute("PRAGMA synchronous=NORMAL")
-    conn.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, status TEXT)")
-    start = time.perf_counter()
-    for i in range(rows):
-        conn.execute("BEGIN")
-        conn.execute("INSERT INTO t (id, status) VALUES (?, 'queued')", (i,))
-        conn.execute("COMMIT")
-        conn.execute("BEGIN")
-        conn.execute("UPDATE t SET status='done' WHERE id=?", (i,))
-        conn.execute("COMMIT")
-    elapsed = time.perf_counter() - start
-    conn.close()
-    return elapsed
 
 
 async def pg_baseline(rows: int, url: str) -> float:
@@ -113,7 +96,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
             store = "postgresql"
         else:
             seconds = await fan_out(f"sqlite:///{folder}/fan.db", args.items, args.concurrency)
-            base = sqlite_baseline(args.items, folder)
+            base = sqlite_commit_baseline(args.items, folder)
             store = "sqlite"
     load = os.getloadavg()[0]
     print(
