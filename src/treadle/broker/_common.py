@@ -189,6 +189,10 @@ async def retry(
             return result
 
 
+#: Acks or nacks in flight at once for brokers without a batched settle.
+SETTLE_CONCURRENCY = 32
+
+
 class Window:
     """The prefetch window of one consumer: how many deliveries it holds unacknowledged."""
 
@@ -270,9 +274,17 @@ class HeldDelivery:
 
     @classmethod
     async def settle_many(cls, deliveries: Sequence[HeldDelivery], ack: bool) -> None:
-        """Ack (or nack) several deliveries of this class; subclasses batch the round trips."""
-        for delivery in deliveries:
-            await delivery._finish(ack)
+        """Ack (or nack) several deliveries of this class; subclasses batch the round trips.
+
+        Here: a few at a time, so a consumer giving back a thousand messages neither waits
+        for each in turn nor opens a connection for each."""
+        gate = asyncio.Semaphore(SETTLE_CONCURRENCY)
+
+        async def finish(delivery: HeldDelivery) -> None:
+            async with gate:
+                await delivery._finish(ack)
+
+        await asyncio.gather(*(finish(d) for d in deliveries))
 
     @staticmethod
     async def _settle_batch(
@@ -303,15 +315,19 @@ class HeldDelivery:
 async def ack_all(deliveries: Sequence[Any]) -> None:
     """Ack every delivery, in as few round trips as each broker allows (batched ``settle_many``
     for held deliveries, one by one otherwise)."""
+    await _settle_all(deliveries, ack=True)
+
+
+async def _settle_all(deliveries: Sequence[Any], ack: bool) -> None:
     by_kind: dict[type, list[Any]] = {}
     for delivery in deliveries:
         by_kind.setdefault(type(delivery), []).append(delivery)
     for kind, group in by_kind.items():
         if issubclass(kind, HeldDelivery):
-            await kind.settle_many(group, True)
+            await kind.settle_many(group, ack)
         else:
             for delivery in group:
-                await delivery.ack()
+                await (delivery.ack() if ack else delivery.nack())
 
 
 async def release_all(held: set[HeldDelivery], timeout: float) -> None:
@@ -320,6 +336,8 @@ async def release_all(held: set[HeldDelivery], timeout: float) -> None:
     if not pending:
         return
     try:
-        await asyncio.wait_for(asyncio.gather(*(d.nack() for d in pending)), timeout)
+        # Batched like acks: one call per delivery at once could exceed the client's pool
+        # (a coordinator can hold a thousand messages).
+        await asyncio.wait_for(_settle_all(pending, ack=False), timeout)
     except TimeoutError:
         _log.warning("gave up releasing %d held message(s); they come back later", len(pending))
