@@ -9,8 +9,9 @@ import pytest
 from tests.contract.store_records import seed
 from treadle.errors import NotFound
 from treadle.store.base import Store
-from treadle.store.delta import load_run_delta
-from treadle.store.records import TaskChange
+from treadle.store.batch import apply_decisions, get_tasks_many, load_run_deltas
+from treadle.store.delta import RunDelta, load_run_delta
+from treadle.store.records import DecisionWrite, TaskChange
 
 
 async def test_many_changes_with_equal_values_are_each_compare_and_set(store: Store) -> None:
@@ -89,3 +90,71 @@ async def test_run_delta_reads_open_rows_and_a_fingerprint(store: Store) -> None
 async def test_run_delta_of_a_missing_run_is_not_found(store: Store) -> None:
     with pytest.raises(NotFound):
         await load_run_delta(store, "no-such-run")
+
+
+# -- several runs' passes at once (store/batch.py: the store's own or the one-by-one way) ------
+async def test_batched_deltas_equal_the_single_reads(store: Store) -> None:
+    run_a, tasks_a = await seed(store, 4, status="pending")
+    run_b, _ = await seed(store, 2, status="pending")
+    await store.update_tasks(
+        [
+            TaskChange(tasks_a[0].id, 1, {"status": "completed", "output": {"x": 1}}),
+            TaskChange(tasks_a[1].id, 1, {"status": "queued"}),
+        ]
+    )
+    requests = [(run_b.id, True), ("no-such-run", False), (run_a.id, False), (run_b.id, False)]
+    got = await load_run_deltas(store, requests)
+    assert isinstance(got[1], NotFound)
+    for (run_id, with_layers), delta in zip(requests, got, strict=True):
+        if run_id == "no-such-run":
+            continue
+        assert delta == await load_run_delta(store, run_id, with_layers)
+    delta_a = got[2]
+    assert isinstance(delta_a, RunDelta)
+    assert [row["id"] for row in delta_a.rows] == [tasks_a[0].id]
+    assert (delta_a.task_count, delta_a.version_sum) == (4, 4)  # queued: left out
+    assert await load_run_deltas(store, []) == []
+
+
+async def test_batched_task_reads_keep_each_runs_order(store: Store) -> None:
+    run_a, _ = await seed(store, 3, status="pending")
+    run_b, _ = await seed(store, 2, status="pending")
+    got = await get_tasks_many(store, [run_b.id, "no-such-run", run_a.id])
+    assert got == [await store.get_tasks(run_b.id), [], await store.get_tasks(run_a.id)]
+    assert [t.seq for t in got[2]] == sorted(t.seq for t in got[2])
+
+
+async def test_batched_decisions_apply_each_as_alone(store: Store) -> None:
+    run_a, (a1, a2) = await seed(store, 2, status="pending")
+    run_b, (b1,) = await seed(store, 1, status="pending")
+    _, (c1,) = await seed(store, 1, status="pending")
+    await store.update_tasks([TaskChange(a2.id, 1, {"status": "completed"})])
+    writes = [
+        DecisionWrite(
+            [TaskChange(a1.id, 1, {"status": "queued"})],
+            [a2.id],
+            (run_a.id, 1, {"status": "paused"}),
+            [(run_a.id, "run.paused", "coordinator", {"n": 1})],
+        ),
+        # A stale task version and a stale run version: neither moves, no event is recorded.
+        DecisionWrite(
+            [TaskChange(b1.id, 7, {"status": "skipped"})],
+            [],
+            (run_b.id, 9, {"status": "cancelled"}),
+            [(run_b.id, "run.cancelled", "coordinator", {})],
+        ),
+        DecisionWrite([TaskChange(c1.id, 1, {"status": "skipped"})], [], None, []),
+    ]
+    results = await apply_decisions(store, writes)
+    assert [won for won, _ in results] == [[a1.id], [], [c1.id]]
+    updated_a = results[0][1]
+    assert updated_a is not None and (updated_a.status, updated_a.version) == ("paused", 2)
+    assert results[1][1] is None and results[2][1] is None
+    assert (await store.get_task(a1.id)).status == "queued"
+    assert (await store.get_task(a2.id)).settled is True
+    assert (await store.get_task(b1.id)).status == "pending"
+    assert (await store.get_task(c1.id)).status == "skipped"
+    assert (await store.get_run(run_b.id)).status == "running"
+    assert [e.kind for e in await store.list_events(run_a.id)] == ["run.paused"]
+    assert await store.list_events(run_b.id) == []
+    assert await apply_decisions(store, []) == []

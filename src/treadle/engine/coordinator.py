@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import functools
 import logging
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -19,6 +20,7 @@ from typing import Any
 
 from treadle.broker._common import ack_all
 from treadle.broker.base import COORDINATOR_QUEUE, Broker, Delivery
+from treadle.engine.combiner import Combiner
 from treadle.engine.extensions import CoordinatorExtensions
 from treadle.engine.fanout import finish_group
 from treadle.engine.run_state import RunState, StaleState
@@ -28,8 +30,15 @@ from treadle.errors import NotFound
 from treadle.model.states import RunStatus
 from treadle.observability import logcontext, metrics, tracing
 from treadle.store.base import Store
-from treadle.store.delta import load_run_delta
-from treadle.store.records import LayerRecord, RunRecord, TaskRecord
+from treadle.store.batch import (
+    Applied,
+    apply_decisions,
+    apply_one,
+    get_tasks_many,
+    load_run_deltas,
+)
+from treadle.store.delta import RunDelta, load_run_delta
+from treadle.store.records import DecisionWrite, LayerRecord, RunRecord, TaskRecord
 
 log = logging.getLogger(__name__)
 
@@ -54,9 +63,10 @@ class CoordinatorSettings:
     batch: int = 500
     fanout_window: int = FANOUT_WINDOW
     queue_rates: Mapping[str, float] = field(default_factory=dict)  # tasks/s per queue
-    #: Runs advanced at once: each pass is a few store round trips, so overlapping the passes
-    #: of independent runs hides their latency (compare-and-set keeps runs apart).
-    parallel_runs: int = 8
+    #: Runs advanced at once: overlapping the passes of independent runs hides their store
+    #: latency, and passes that read or write together share one transaction (combiner.py);
+    #: compare-and-set keeps the runs apart.
+    parallel_runs: int = 32
 
 
 class Coordinator:
@@ -83,6 +93,19 @@ class Coordinator:
         self.extensions = CoordinatorExtensions(
             store, self.advance, queue_rates=self.settings.queue_rates, broker=broker
         )
+        # Passes of different runs that read or write at the same moment share a transaction.
+        self._reads: Combiner[tuple[str, bool], RunDelta] = Combiner(
+            functools.partial(load_run_deltas, store), self._read_one
+        )
+        self._full_reads: Combiner[str, list[TaskRecord]] = Combiner(
+            functools.partial(get_tasks_many, store), store.get_tasks
+        )
+        self._writes: Combiner[DecisionWrite, Applied] = Combiner(
+            functools.partial(apply_decisions, store), functools.partial(apply_one, store)
+        )
+        self._bells: Combiner[tuple[str, list[str]], None] = Combiner(
+            self._ring_many, self._ring_one
+        )
 
     # -- lifecycle ------------------------------------------------------------------------
     async def start(self) -> None:
@@ -101,6 +124,9 @@ class Coordinator:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         self._tasks = []
+        # After the loops: a pass still waiting on a batch ends with them, not before.
+        for combiner in (self._reads, self._full_reads, self._writes, self._bells):
+            await combiner.close()
 
     async def resume_all(self) -> None:
         """After a start: look at every unfinished run once (doorbells may have been lost)."""
@@ -222,7 +248,7 @@ class Coordinator:
         """The run as of now: the cached copy brought up to date by a read of what is open,
         or, when that does not add up (or nothing is cached), a full read."""
         state = self._states.get(run_id)
-        delta = await load_run_delta(self.store, run_id, state is None or state.has_layers)
+        delta = await self._reads.submit((run_id, state is None or state.has_layers))
         if state is not None:
             try:
                 state.absorb(delta)
@@ -230,7 +256,7 @@ class Coordinator:
             except StaleState as exc:
                 self.reloads += 1
                 log.debug("reloading run %s: %s", run_id, exc)
-        state = RunState(delta.run, await self.store.get_tasks(run_id), bool(delta.layers))
+        state = RunState(delta.run, await self._full_reads.submit(run_id), bool(delta.layers))
         self._states[run_id] = state
         while len(self._states) > STATE_CACHE_RUNS:
             self._states.pop(next(iter(self._states)))
@@ -270,8 +296,8 @@ class Coordinator:
                 stale = True
         run_change = (run.id, run.version, decision.run_values) if decision.run_values else None
         events = [(run.id, kind, "coordinator", detail) for kind, detail in decision.events]
-        won_ids, updated = await self.store.apply_decision(
-            decision.task_changes, decision.settled, run_change, events
+        won_ids, updated = await self._writes.submit(
+            DecisionWrite(decision.task_changes, decision.settled, run_change, events)
         )
         won = set(won_ids)
         state.settled(decision.settled)
@@ -306,6 +332,9 @@ class Coordinator:
             )
         )
 
+    async def _read_one(self, request: tuple[str, bool]) -> RunDelta:
+        return await load_run_delta(self.store, *request)
+
     def kill(self, task_ids: Sequence[str]) -> None:
         """Stop running attempts of these tasks in this process's workers at once."""
         if task_ids:
@@ -329,7 +358,19 @@ class Coordinator:
         for task in await self.extensions.before_publish(tasks):
             by_queue[task.queue].append(task.id)
         for queue, ids in by_queue.items():
+            await self._bells.submit((queue, ids))
+
+    async def _ring_one(self, bell: tuple[str, list[str]]) -> None:
+        await self.broker.publish(*bell)
+
+    async def _ring_many(self, bells: Sequence[tuple[str, list[str]]]) -> list[None]:
+        """Concurrent passes' doorbells, one publish per queue."""
+        by_queue: dict[str, list[str]] = defaultdict(list)
+        for queue, ids in bells:
+            by_queue[queue].extend(ids)
+        for queue, ids in by_queue.items():
             await self.broker.publish(queue, ids)
+        return [None] * len(bells)
 
     async def ring_due(self) -> int:
         """Publish queued tasks that are due and unanswered (retries after backoff, lost bells)."""

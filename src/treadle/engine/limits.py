@@ -14,6 +14,7 @@ and workers cannot claim it early.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 from collections import defaultdict
@@ -67,6 +68,10 @@ class Limits:
     def __init__(self, store: Store, queue_rates: Mapping[str, float] | None = None) -> None:
         self.store = store
         self.queue_rates = {q: float(r) for q, r in (queue_rates or {}).items() if r and r > 0}
+        # Passes reach admission in the order their runs were rung (oldest first); admitting
+        # one at a time keeps that order, where concurrent admissions could let a newer run
+        # take a slot before an older one had registered its claim.
+        self._admitting = asyncio.Lock()
 
     async def admit(self, run: RunRecord) -> bool:
         """Whether a pending ``run`` may start now (a run without limits always may)."""
@@ -86,7 +91,8 @@ class Limits:
             return False
         if not scopes:
             return True
-        admitted = await self.store.admit_run(run.id, run.created_at, scopes)
+        async with self._admitting:
+            admitted = await self.store.admit_run(run.id, run.created_at, scopes)
         if not admitted:
             log.debug("run waits for a concurrency slot", extra={"run_id": run.id})
         return admitted

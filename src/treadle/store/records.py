@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -145,6 +146,16 @@ class TaskChange:
     task_id: str
     expected_version: int
     values: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class DecisionWrite:
+    """The arguments of one :meth:`Store.apply_decision`, for writing several at once."""
+
+    changes: Sequence[TaskChange]
+    settled: Sequence[str]
+    run_change: tuple[str, int, dict[str, Any]] | None
+    events: Sequence[tuple[str, str, str, dict[str, Any]]]
 
 
 @dataclass(frozen=True, slots=True)

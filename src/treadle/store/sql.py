@@ -41,6 +41,7 @@ from treadle.store.records import (
     LIGHT_TASK_FIELDS,
     AttemptOutcome,
     AttemptRecord,
+    DecisionWrite,
     DefinitionRecord,
     EventRecord,
     LayerChange,
@@ -159,39 +160,46 @@ _RUN_LIGHT_COLUMNS = [c for c in t.runs.c if c.name not in ("definition", "input
 _GET_RUN_LIGHT = select(*_RUN_LIGHT_COLUMNS).where(t.runs.c.id == bindparam("run_id"))
 _IMMUTABLE_CACHE_RUNS = 2000
 
-# The coordinator's per-pass read (``load_run_delta``): the run's fingerprint (task count, sum
-# of versions of the rows not queued or running) joined to its finished, unsettled rows, in
-# ONE statement so both come from the same snapshot (separate statements under READ COMMITTED
-# could disagree and force needless reloads). The LEFT JOIN keeps the fingerprint row when no
-# row is returned.
-_FINGERPRINT = (
+# The coordinator's per-pass read (``load_run_deltas``), for any number of runs: each run's
+# fingerprint (task count, sum of versions of the rows not queued or running) joined to its
+# finished, unsettled rows, in ONE statement so both come from the same snapshot (separate
+# statements under READ COMMITTED could disagree and force needless reloads). The LEFT JOIN
+# keeps the fingerprint row when no row is returned; a run without tasks has no row at all.
+_RUN_IDS: Any = bindparam("ids", expanding=True)
+_GET_RUNS = select(t.runs).where(t.runs.c.id.in_(_RUN_IDS))
+_GET_RUNS_LIGHT = select(*_RUN_LIGHT_COLUMNS).where(t.runs.c.id.in_(_RUN_IDS))
+_FINGERPRINTS = (
     select(
+        _C.run_id.label("fp_run"),
         func.count().label("fp_count"),
         func.coalesce(
             func.sum(case((_C.status.in_(ACTIVE_STATUSES), 0), else_=_C.version)), 0
         ).label("fp_sum"),
     )
-    .where(_C.run_id == bindparam("run_id"))
-    .cte("fp")
+    .where(_C.run_id.in_(_RUN_IDS))
+    .group_by(_C.run_id)
+    .cte("fps")
 )
-_OPEN_ROWS = select(
-    _FINGERPRINT.c.fp_count,
-    _FINGERPRINT.c.fp_sum,
+_OPEN_ROWS_MANY = select(
+    _FINGERPRINTS.c.fp_run,
+    _FINGERPRINTS.c.fp_count,
+    _FINGERPRINTS.c.fp_sum,
     *[_C[name] for name in _LIGHT_COLUMNS],
     _C.output,
 ).select_from(
-    _FINGERPRINT.outerjoin(
+    _FINGERPRINTS.outerjoin(
         t.tasks,
         and_(
-            _C.run_id == bindparam("run_id"),
+            _C.run_id == _FINGERPRINTS.c.fp_run,
             _C.settled.is_(False),
             _C.status.in_(_TERMINAL),
         ),
     )
 )
-_GET_LAYERS = (
+_GET_TASKS_MANY = select(t.tasks).where(_C.run_id.in_(_RUN_IDS)).order_by(_C.run_id, _C.seq)
+_GET_LAYERS_MANY = (
     select(t.layers)
-    .where(t.layers.c.run_id == bindparam("run_id"))
+    .where(t.layers.c.run_id.in_(_RUN_IDS))
     .order_by(t.layers.c.priority, t.layers.c.created_at)
 )
 
@@ -565,6 +573,13 @@ class SqlStore(SqlTokensMixin, SqlTriggersMixin, SqlSecretsMixin):
         async with self._tx() as conn:
             return [_task(r) for r in (await conn.execute(query)).all()]
 
+    async def get_tasks_many(self, run_ids: Sequence[str]) -> list[list[TaskRecord]]:
+        by_run: dict[str, list[TaskRecord]] = {run_id: [] for run_id in run_ids}
+        async with self._tx() as conn:
+            for row in (await conn.execute(_GET_TASKS_MANY, {"ids": list(by_run)})).all():
+                by_run[row._mapping["run_id"]].append(_task(row))
+        return [list(by_run[run_id]) for run_id in run_ids]
+
     async def get_children(self, parent_id: str) -> list[TaskRecord]:
         c = t.tasks.c
         query = select(t.tasks).where(c.parent_id == parent_id).order_by(c.seq)
@@ -589,20 +604,58 @@ class SqlStore(SqlTokensMixin, SqlTriggersMixin, SqlSecretsMixin):
         return self._run_of(row, immutable), states, outputs
 
     async def load_run_delta(self, run_id: str, with_layers: bool = True) -> RunDelta:
-        params = {"run_id": run_id}
+        result = (await self.load_run_deltas([(run_id, with_layers)]))[0]
+        if isinstance(result, NotFound):
+            raise result
+        return result
+
+    async def load_run_deltas(
+        self, requests: Sequence[tuple[str, bool]]
+    ) -> list[RunDelta | NotFound]:
+        ids = list(dict.fromkeys(run_id for run_id, _ in requests))
+        layered = list(dict.fromkeys(run_id for run_id, with_layers in requests if with_layers))
+        cached = {i: self._immutable[i] for i in ids if i in self._immutable}
+        full = [i for i in ids if i not in cached]
+        runs: dict[str, RunRecord] = {}
         async with self._tx() as conn:
-            row, immutable = await self._read_run_row(conn, run_id)
-            joined = (await conn.execute(_OPEN_ROWS, params)).all()
-            layers = (
-                [_layer(r) for r in (await conn.execute(_GET_LAYERS, params)).all()]
-                if with_layers
-                else []
+            if full:
+                for row in (await conn.execute(_GET_RUNS, {"ids": full})).all():
+                    runs[row._mapping["id"]] = self._run_of(row, None)
+            if cached:
+                for row in (await conn.execute(_GET_RUNS_LIGHT, {"ids": list(cached)})).all():
+                    run_id = row._mapping["id"]
+                    runs[run_id] = self._run_of(row, cached[run_id])
+            joined = (await conn.execute(_OPEN_ROWS_MANY, {"ids": ids})).all()
+            layer_rows = (
+                (await conn.execute(_GET_LAYERS_MANY, {"ids": layered})).all() if layered else []
             )
-        run = self._run_of(row, immutable)
+        fingerprints: dict[str, tuple[int, int]] = {}
+        open_rows: dict[str, list[dict[str, Any]]] = {}
         names = (*_LIGHT_COLUMNS, "output")
-        rows = [dict(zip(names, r[2:], strict=True)) for r in joined if r[2] is not None]
-        first = joined[0]
-        return RunDelta(run, rows, int(first[0]), int(first[1]), layers)
+        for r in joined:
+            fingerprints[r[0]] = (int(r[1]), int(r[2]))
+            if r[3] is not None:
+                open_rows.setdefault(r[0], []).append(dict(zip(names, r[3:], strict=True)))
+        layers: dict[str, list[LayerRecord]] = {}
+        for r in layer_rows:
+            layers.setdefault(r._mapping["run_id"], []).append(_layer(r))
+        results: list[RunDelta | NotFound] = []
+        for run_id, with_layers in requests:
+            run = runs.get(run_id)
+            if run is None:
+                results.append(NotFound(f"no run {run_id!r}"))
+                continue
+            count, version_sum = fingerprints.get(run_id, (0, 0))
+            results.append(
+                RunDelta(
+                    run,
+                    list(open_rows.get(run_id, ())),
+                    count,
+                    version_sum,
+                    list(layers.get(run_id, ())) if with_layers else [],
+                )
+            )
+        return results
 
     async def _read_run_row(
         self, conn: AsyncConnection, run_id: str
@@ -634,33 +687,63 @@ class SqlStore(SqlTokensMixin, SqlTriggersMixin, SqlSecretsMixin):
         run_change: tuple[str, int, dict[str, Any]] | None,
         events: Sequence[tuple[str, str, str, dict[str, Any]]],
     ) -> tuple[list[str], RunRecord | None]:
-        won: list[str] = []
-        updated: RunRecord | None = None
+        write = DecisionWrite(changes, settled, run_change, events)
+        return (await self.apply_decisions([write]))[0]
+
+    async def apply_decisions(
+        self, writes: Sequence[DecisionWrite]
+    ) -> list[tuple[list[str], RunRecord | None]]:
+        changes = [change for write in writes for change in write.changes]
+        settled = list(dict.fromkeys(task_id for write in writes for task_id in write.settled))
+        won: set[str] = set()
+        updated: dict[str, RunRecord] = {}
+        # Runs in id order, after the tasks (locked in id order by the batch): two
+        # coordinators writing overlapping batches take their locks in the same order.
+        run_writes = sorted(
+            (w for w in writes if w.run_change is not None),
+            key=lambda w: w.run_change[0] if w.run_change else "",
+        )
         async with self._tx() as conn:
             for start in range(0, len(changes), _BATCH):
-                won.extend(await self._cas_batch(conn, changes[start : start + _BATCH]))
-            if settled:
-                await conn.execute(_MARK_SETTLED, {"ids": list(settled)})
-            if run_change is not None:
-                run_id, version, values = run_change
-                row = (
-                    await conn.execute(
-                        update(t.runs)
-                        .where(t.runs.c.id == run_id, t.runs.c.version == version)
-                        .values(**values, version=t.runs.c.version + 1)
-                        .returning(*t.runs.c)
+                won.update(await self._cas_batch(conn, changes[start : start + _BATCH]))
+            for start in range(0, len(settled), _BATCH):
+                await conn.execute(_MARK_SETTLED, {"ids": settled[start : start + _BATCH]})
+            events: list[dict[str, Any]] = []
+            for write in run_writes:
+                assert write.run_change is not None
+                run = await self._cas_run(conn, write.run_change)
+                if run is not None:
+                    updated[run.id] = run
+                    events.extend(
+                        {"run_id": run_id, "kind": kind, "actor": actor, "detail": detail}
+                        for run_id, kind, actor, detail in write.events
                     )
-                ).first()
-                if row is not None:
-                    updated = _run(row)
-                    now = await self._clock(conn)
-                    for event_run, kind, actor, detail in events:
-                        await conn.execute(
-                            insert(t.events).values(
-                                run_id=event_run, at=now, kind=kind, actor=actor, detail=detail
-                            )
-                        )
-        return won, updated
+            if events:
+                # Recorded only with the run's update that produced them.
+                now = await self._clock(conn)
+                await conn.execute(insert(t.events), [{**e, "at": now} for e in events])
+        return [
+            (
+                list(dict.fromkeys(c.task_id for c in write.changes if c.task_id in won)),
+                updated.get(write.run_change[0]) if write.run_change else None,
+            )
+            for write in writes
+        ]
+
+    async def _cas_run(
+        self, conn: AsyncConnection, run_change: tuple[str, int, dict[str, Any]]
+    ) -> RunRecord | None:
+        """The run's compare-and-set: the run as updated, or None if its version moved."""
+        run_id, version, values = run_change
+        row = (
+            await conn.execute(
+                update(t.runs)
+                .where(t.runs.c.id == run_id, t.runs.c.version == version)
+                .values(**values, version=t.runs.c.version + 1)
+                .returning(*t.runs.c)
+            )
+        ).first()
+        return None if row is None else _run(row)
 
     async def get_task_states(self, run_id: str) -> list[TaskRecord]:
         async with self._tx() as conn:

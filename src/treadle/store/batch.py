@@ -1,0 +1,75 @@
+"""The coordinator's per-pass reads and write for several runs at once.
+
+Stores that can do them in a few statements implement :class:`BatchPassStore`; for the others
+:func:`load_run_deltas`, :func:`get_tasks_many` and :func:`apply_decisions` call the one-run
+methods in turn, so every store gives the same answers either way.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol, runtime_checkable
+
+from treadle.errors import NotFound
+from treadle.store.base import Store
+from treadle.store.delta import RunDelta, load_run_delta
+from treadle.store.records import DecisionWrite, RunRecord, TaskRecord
+
+#: What :meth:`Store.apply_decision` returns: the task ids whose compare-and-set won, and the
+#: run as updated when its own compare-and-set won.
+Applied = tuple[list[str], RunRecord | None]
+
+
+@runtime_checkable
+class BatchPassStore(Protocol):
+    """A store that reads and writes the passes of many runs in one transaction each."""
+
+    async def load_run_deltas(
+        self, requests: Sequence[tuple[str, bool]]
+    ) -> list[RunDelta | NotFound]:
+        """For each ``(run_id, with_layers)``, what ``load_run_delta`` would return, or the
+        :class:`NotFound` it would raise, in the order asked."""
+        ...
+
+    async def get_tasks_many(self, run_ids: Sequence[str]) -> list[list[TaskRecord]]:
+        """For each run id, what ``get_tasks`` would return (an unknown run has no tasks)."""
+        ...
+
+    async def apply_decisions(self, writes: Sequence[DecisionWrite]) -> list[Applied]:
+        """Each write as ``apply_decision`` would apply it, all in one transaction; the
+        writes must concern different runs (one pass per run at a time)."""
+        ...
+
+
+async def load_run_deltas(
+    store: Store, requests: Sequence[tuple[str, bool]]
+) -> list[RunDelta | NotFound]:
+    """Through the store's batch read when it has one, else one run at a time."""
+    if isinstance(store, BatchPassStore):
+        return await store.load_run_deltas(requests)
+    results: list[RunDelta | NotFound] = []
+    for run_id, with_layers in requests:
+        try:
+            results.append(await load_run_delta(store, run_id, with_layers))
+        except NotFound as exc:
+            results.append(exc)
+    return results
+
+
+async def get_tasks_many(store: Store, run_ids: Sequence[str]) -> list[list[TaskRecord]]:
+    """Through the store's batch read when it has one, else one run at a time."""
+    if isinstance(store, BatchPassStore):
+        return await store.get_tasks_many(run_ids)
+    return [await store.get_tasks(run_id) for run_id in run_ids]
+
+
+async def apply_decisions(store: Store, writes: Sequence[DecisionWrite]) -> list[Applied]:
+    """Through the store's batch write when it has one, else one write at a time."""
+    if isinstance(store, BatchPassStore):
+        return await store.apply_decisions(writes)
+    return [await apply_one(store, write) for write in writes]
+
+
+async def apply_one(store: Store, write: DecisionWrite) -> Applied:
+    """One :class:`DecisionWrite` through :meth:`Store.apply_decision`."""
+    return await store.apply_decision(write.changes, write.settled, write.run_change, write.events)
