@@ -7,7 +7,10 @@ python3 -m ruff check src tests
 python3 -m ruff format --check src tests
 python3 -m mypy
 python3 -m mkdocs build --strict --quiet --site-dir "$(mktemp -d)"
-# Container tests need Podman's Docker-API service and locally built images (no registry here).
+# Container tests need Podman's Docker-API service and locally built images, and the pull tests a
+# private registry with basic auth (set up first: it needs no engine, and the engine reads its
+# certificate's trust entry at every pull).
+bash scripts/setup-registry.sh
 bash scripts/setup-containers.sh
 # Browser tests drive Debian's Chromium through Playwright (no browser download).
 bash scripts/setup-browser.sh

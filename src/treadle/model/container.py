@@ -66,8 +66,8 @@ class Mount(_Frozen):
 class RegistryAuth(_Frozen):
     """Credentials for pulling from a private registry (resolved from secrets by the caller)."""
 
-    username: str
-    password: str = Field(repr=False)
+    username: str = Field(description="A literal or `{{ secrets.NAME }}`.")
+    password: str = Field(repr=False, description="Preferably `{{ secrets.NAME }}`.")
 
 
 class _ContainerFields(BaseModel):
@@ -85,8 +85,13 @@ class _ContainerFields(BaseModel):
         default=None, description="Network mode; absent means the worker default, 'none'."
     )
     user: str | None = Field(default=None, description="user, uid or uid:gid.")
-    pull: PullPolicy = "if-missing"
-    registry: RegistryAuth | None = None
+    pull: PullPolicy = Field(
+        default="if-missing",
+        description="When to pull `image`: if-missing (absent from the engine), always, never.",
+    )
+    registry: RegistryAuth | None = Field(
+        default=None, description="Credentials for a private registry, used for the pull only."
+    )
 
     @field_validator("env", mode="before")
     @classmethod

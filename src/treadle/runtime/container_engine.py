@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import socket
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 import docker
+from docker.auth import resolve_repository_name
 from docker.errors import APIError, DockerException, ImageNotFound, NotFound
 from docker.utils import parse_repository_tag
 
@@ -35,6 +37,13 @@ LABEL_OWNER = "treadle.owner"
 LABEL_ROLE = "treadle.role"
 
 PULL_POLICIES = ("never", "if-missing", "always")
+
+# How Docker, Podman and registries word a refused or missing login in a pull error.
+_AUTH_REFUSED = re.compile(
+    r"unauthori[sz]ed|authentication required|incorrect username or password"
+    r"|invalid username/password|access to the resource is denied|pull access denied",
+    re.IGNORECASE,
+)
 
 
 def resolve_host(settings: Mapping[str, Any]) -> str:
@@ -78,6 +87,43 @@ def is_gone(exc: BaseException) -> bool:
     if isinstance(exc, NotFound):
         return True
     return isinstance(exc, APIError) and "no such" in str(exc.explanation or "").lower()
+
+
+def registry_of(image: str) -> str:
+    """The registry (host, with its port if any) an image reference pulls from."""
+    repository, _ = parse_repository_tag(image)
+    try:
+        return str(resolve_repository_name(repository)[0])
+    except DockerException:
+        return str(repository).split("/", 1)[0]
+
+
+def pull_failure(image: str, reason: str, auth: Mapping[str, str] | None) -> TaskFailed:
+    """The failure of a pull: a refused login is named as such and is not retried."""
+    password = (auth or {}).get("password")
+    if password:
+        # The engine has no reason to repeat it, but a literal (non-secret) password would
+        # not be masked by the worker: never let it reach a message.
+        reason = reason.replace(password, "***")
+    if not _AUTH_REFUSED.search(reason):
+        return TaskFailed(f"could not pull image {image!r}: {reason}", error_type="ImagePullFailed")
+    registry = registry_of(image)
+    if auth:
+        advice = (
+            f"registry {registry} refused the username and password in the task's `registry` "
+            "(authentication failed); check them (or the secrets they come from)"
+        )
+    else:
+        advice = (
+            f"registry {registry} requires authentication (or has no such image) and the task "
+            "gives no credentials; set `registry: {username, password}` on the task, "
+            "preferably from secrets"
+        )
+    return TaskFailed(
+        f"could not pull image {image!r}: {advice}: {reason}",
+        retryable=False,
+        error_type="RegistryAuthFailed",
+    )
 
 
 class Engine:
@@ -184,18 +230,16 @@ class Engine:
                 tag=tag or "latest",
                 stream=True,
                 decode=True,
-                auth_config=dict(auth) if auth else None,
+                # Sent as the X-Registry-Auth header: it overrides whatever login the engine
+                # or the worker's ~/.docker/config.json holds for that registry.
+                auth_config={"username": auth["username"], "password": auth["password"]}
+                if auth
+                else None,
             ):
                 if isinstance(event, dict) and event.get("error"):
-                    raise TaskFailed(
-                        f"could not pull image {image!r}: {event['error']}",
-                        error_type="ImagePullFailed",
-                    )
+                    raise pull_failure(image, str(event["error"]), auth)
         except APIError as exc:
-            raise TaskFailed(
-                f"could not pull image {image!r}: {engine_error_reason(exc)}",
-                error_type="ImagePullFailed",
-            ) from exc
+            raise pull_failure(image, engine_error_reason(exc), auth) from exc
         # Some engines report a failed pull only by the image still being absent.
         if not self._has_image(image):
             raise TaskFailed(

@@ -195,6 +195,13 @@ class Worker:
                     metrics.BROKER_ERRORS.labels("consume").inc()
                     log.warning("consuming %s interrupted: %s", name, exc)
                     await asyncio.sleep(1.0)
+                    continue
+                # The stream ended without an error: the broker is closing. Never call consume
+                # again at once: on a closed broker it ends at once without awaiting anything,
+                # and this loop would spin without ever letting the event loop run.
+                if self._stopping:
+                    return
+                await asyncio.sleep(1.0)
 
         feeders = [asyncio.create_task(feed(name)) for name in self.broker_queues(queue)]
         try:
