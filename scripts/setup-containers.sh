@@ -95,8 +95,9 @@ else
     fi
     say "starting podman system service on unix://$SOCKET (log: $SERVICE_LOG)"
     # setsid + closed stdio: the service must outlive this script and must not hold the caller's
-    # output pipe open (CI waits for that pipe to close).
-    $SUDO setsid nohup podman --runtime runc system service --time=0 "unix://$SOCKET" \
+    # output pipe open (CI waits for that pipe to close). Started from / : it writes files (an
+    # `oom` marker) into its working directory, which must not be the checkout.
+    $SUDO env -C / setsid nohup podman --runtime runc system service --time=0 "unix://$SOCKET" \
         </dev/null >"$SERVICE_LOG" 2>&1 &
     for _ in $(seq 1 100); do
         ping && break
