@@ -144,7 +144,9 @@ class Coordinator:
                 raise
             except Exception as exc:  # the broker reconnects; keep consuming
                 log.warning("coordinator feed interrupted: %s", exc)
-                await asyncio.sleep(1.0)
+            # Also after a stream that ended without an error (a closing broker ends it at
+            # once): consuming again at once would spin without yielding to the event loop.
+            await asyncio.sleep(1.0)
 
     async def _advance_loop(self) -> None:
         while True:
