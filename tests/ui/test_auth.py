@@ -6,7 +6,9 @@ so a read-only token sees runs but cannot start or control them.
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -100,6 +102,17 @@ async def test_control_and_start_need_a_session_too(tmp_path: Path) -> None:
         assert runs.json()["items"] == []
 
 
+async def running(client: httpx.AsyncClient, run_id: str) -> dict[str, Any]:
+    """The run once the coordinator has started it."""
+    deadline = asyncio.get_running_loop().time() + 30
+    while True:
+        run: dict[str, Any] = (await client.get(f"/api/v1/runs/{run_id}")).json()
+        if run["status"] == "running":
+            return run
+        assert asyncio.get_running_loop().time() < deadline, f"run still {run['status']}"
+        await asyncio.sleep(0.05)
+
+
 async def test_a_read_only_token_cannot_start_or_control(tmp_path: Path) -> None:
     async with app_client(tmp_path, auth="token") as client:
         viewer = await make_token(tmp_path, "viewer", Scope.READ)
@@ -111,7 +124,9 @@ async def test_a_read_only_token_cannot_start_or_control(tmp_path: Path) -> None
         await login(client, viewer)
         page = await client.get(f"/ui/runs/{run_id}")
         assert page.status_code == 200 and run_id in page.text
-        run = (await client.get(f"/api/v1/runs/{run_id}")).json()
+        # The etag after the coordinator's start of the run: it stays put from then on (the
+        # run waits on a queue nobody serves), so the operator's kill below is not stale.
+        run = await running(client, run_id)
         kill = {"kind": "run", "id": run_id, "op": "kill", "etag": run["etag"], "label": "r1"}
         denied = await client.post("/ui/act", data=kill)
         assert denied.status_code == 403
