@@ -89,22 +89,50 @@ _LOCK_VERSIONS = (
 _MARK_SETTLED = (
     update(t.tasks).where(_C.id.in_(bindparam("ids", expanding=True))).values(settled=True)
 )
-_CLAIM = (
-    update(t.tasks)
+# A worker's claim: the ids of the best ready tasks of its queue (priority, then age).
+_NEXT_READY = (
+    select(_C.id)
     .where(
-        _C.id.in_(bindparam("ids", expanding=True)),
+        _C.queue == bindparam("b_queue"),
         _C.status == TaskStatus.QUEUED.value,
         _C.available_at <= bindparam("due"),
     )
-    .values(
-        status=TaskStatus.RUNNING.value,
-        attempt_id=_C.id + "." + func.cast(_C.attempt_count + 1, String),
-        attempt_count=_C.attempt_count + 1,
-        started_at=bindparam("now"),
-        version=_C.version + 1,
-    )
-    .returning(*t.tasks.c)
+    .order_by(_C.priority.desc(), _C.available_at, _C.seq)
+    .limit(bindparam("b_limit"))
 )
+
+
+def _claim_statement(which: Any) -> Any:
+    """Move the tasks ``which`` selects from queued to running, returning their rows; the
+    attempt id is derived from the task id and the attempt number, so it is unique without a
+    second round trip."""
+    return (
+        update(t.tasks)
+        .where(
+            _C.id.in_(which),
+            _C.status == TaskStatus.QUEUED.value,
+            _C.available_at <= bindparam("due"),
+        )
+        .values(
+            status=TaskStatus.RUNNING.value,
+            attempt_id=_C.id + "." + func.cast(_C.attempt_count + 1, String),
+            attempt_count=_C.attempt_count + 1,
+            started_at=bindparam("now"),
+            version=_C.version + 1,
+        )
+        .returning(*t.tasks.c)
+    )
+
+
+_CLAIM = _claim_statement(bindparam("ids", expanding=True))
+# Choosing and moving in one statement, where there is one writer at a time (SQLite). With
+# row locks (PostgreSQL) the choice is its own statement: there a LIMIT subquery with
+# FOR UPDATE SKIP LOCKED inside an UPDATE may be evaluated again and move more rows.
+_CLAIM_NEXT = _claim_statement(_NEXT_READY)
+# Competing workers pass over rows another one is claiming instead of picking the same ones
+# and coming back empty (their bells would then be acked unanswered).
+_NEXT_READY_SKIP_LOCKED = _NEXT_READY.with_for_update(skip_locked=True)
+_INSERT_ATTEMPTS = insert(t.attempts)
 _LIVE_ATTEMPTS = (
     select(_A.id)
     .where(_A.id.in_(bindparam("ids", expanding=True)), _A.status == AttemptStatus.RUNNING.value)
@@ -862,26 +890,22 @@ class SqlStore(SqlTokensMixin, SqlTriggersMixin, SqlSecretsMixin):
             return claimed
         now = await self.now()
         async with self._tx() as conn:
-            return await self._claim_on(conn, task_ids, worker_id, lease_seconds, now)
+            params = {"ids": list(dict.fromkeys(task_ids))}
+            return await self._claim_on(conn, _CLAIM, params, worker_id, lease_seconds, now)
 
     async def _claim_on(
         self,
         conn: Any,
-        task_ids: Sequence[str],
+        statement: Any,
+        params: dict[str, Any],
         worker_id: str,
         lease_seconds: float,
         now: datetime,
     ) -> list[tuple[TaskRecord, AttemptRecord]]:
+        """Run one claim statement and record an attempt for each task it moved."""
         claimed: list[tuple[TaskRecord, AttemptRecord]] = []
         lease = now + timedelta(seconds=lease_seconds)
-        # One statement for the whole batch; the attempt id is derived from the task id and
-        # the attempt number, so it is unique without a second round trip.
-        rows = (
-            await conn.execute(
-                _CLAIM,
-                {"ids": list(dict.fromkeys(task_ids)), "now": now, "due": self._due(now)},
-            )
-        ).all()
+        rows = (await conn.execute(statement, {**params, "now": now, "due": self._due(now)})).all()
         for row in rows:
             task = TaskRecord(**row._mapping)
             assert task.attempt_id is not None
@@ -902,7 +926,7 @@ class SqlStore(SqlTokensMixin, SqlTriggersMixin, SqlSecretsMixin):
             )
         if claimed:
             await conn.execute(
-                insert(t.attempts),
+                _INSERT_ATTEMPTS,
                 [{name: getattr(a, name) for name in AttemptRecord.__slots__} for _, a in claimed],
             )
         return claimed
@@ -913,25 +937,18 @@ class SqlStore(SqlTokensMixin, SqlTriggersMixin, SqlSecretsMixin):
         if limit <= 0:
             return []
         now = await self.now()
-        query = (
-            select(_C.id)
-            .where(
-                _C.queue == queue,
-                _C.status == TaskStatus.QUEUED.value,
-                _C.available_at <= self._due(now),
-            )
-            .order_by(_C.priority.desc(), _C.available_at, _C.seq)
-            .limit(limit)
-        )
-        if self.skip_locked:
-            # Competing workers pass over rows another one is claiming instead of picking the
-            # same ones and coming back empty (their bells would then be acked unanswered).
-            query = query.with_for_update(skip_locked=True)
+        params: dict[str, Any] = {"b_queue": queue, "b_limit": limit}
         async with self._tx() as conn:
-            ids = [r[0] for r in (await conn.execute(query)).all()]
+            if not self.skip_locked:
+                return await self._claim_on(
+                    conn, _CLAIM_NEXT, params, worker_id, lease_seconds, now
+                )
+            chosen = await conn.execute(_NEXT_READY_SKIP_LOCKED, {**params, "due": self._due(now)})
+            ids = [r[0] for r in chosen.all()]
             if not ids:
                 return []
-            return await self._claim_on(conn, ids, worker_id, lease_seconds, now)
+            params = {"ids": ids}
+            return await self._claim_on(conn, _CLAIM, params, worker_id, lease_seconds, now)
 
     async def live_attempts(self, attempt_ids: Sequence[str]) -> list[str]:
         if not attempt_ids:
