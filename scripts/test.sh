@@ -29,7 +29,9 @@ run_pytest() {
   return "$status"
 }
 parallel=0
-run_pytest -n "${TREADLE_TEST_PROCESSES:-2}" --dist loadfile -m "not exclusive" "$@" || parallel=$?
+# --durations: the slowest tests in every CI log, to keep the suite within its time budget.
+run_pytest -n "${TREADLE_TEST_PROCESSES:-2}" --dist loadfile -m "not exclusive" --durations=25 "$@" \
+  || parallel=$?
 alone=0
 if [ "$#" -eq 0 ]; then
   run_pytest -m exclusive || alone=$?
