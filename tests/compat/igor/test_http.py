@@ -251,7 +251,8 @@ def test_toggles_with_etags(client: httpx.Client) -> None:
     assert job_of(client, job["id"])["status"] in ("RUNNING", "ERRORED")
     assert patch(client, "retry", [{"kind": "Task", "id": long["id"], "etag": killed["etag"]}]) == 1
     assert task(client, long["id"])["status"] in ("PENDING", "QUEUED", "RUNNING")
-    now = task(client, long["id"])
+    # Its etag once it runs again: before that, a worker's claim moves it between read and kill.
+    now = poll(lambda: task(client, long["id"]), lambda t: t["status"] == "RUNNING")
     assert patch(client, "kill", [{"kind": "Task", "id": long["id"], "etag": now["etag"]}]) == 1
 
 
