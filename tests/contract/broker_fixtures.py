@@ -16,10 +16,10 @@ import subprocess
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import NoReturn
 
 import pytest
 
+from tests.services import service_down
 from treadle.broker.base import Broker, Delivery
 from treadle.broker.factory import open_broker
 from treadle.errors import ServiceUnavailable
@@ -34,13 +34,6 @@ ALL_KINDS = ["memory", "postgres", "redis", "rabbitmq", "nats"]
 TIMEOUT_KINDS = ["postgres", "redis", "nats"]
 #: Options that make every test fast: quick polls, quick redelivery, short reconnect backoff.
 FAST = "visibility_timeout=1&poll_interval=0.2&retry_initial=0.05&retry_max=0.5"
-
-
-def service_down(name: str, reason: object) -> NoReturn:
-    message = f"{name} is not reachable: {reason}"
-    if os.environ.get("CI"):
-        pytest.fail(message)
-    pytest.skip(message)
 
 
 def with_options(url: str, options: str) -> str:

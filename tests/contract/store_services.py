@@ -7,24 +7,16 @@ When a service is down the test fails if ``CI`` is set, and is skipped otherwise
 from __future__ import annotations
 
 import os
-from typing import NoReturn
 
-import pytest
 from sqlalchemy import text
 
+from tests.services import service_down
 from treadle.errors import ServiceUnavailable
 from treadle.store.postgres import PostgresStore
 from treadle.store.redis import RedisStore
 
 POSTGRES_URL = os.environ.get("TREADLE_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
 REDIS_URL = os.environ.get("TREADLE_TEST_REDIS", "redis://127.0.0.1:6379/0")
-
-
-def service_down(name: str, exc: BaseException) -> NoReturn:
-    message = f"{name} is not reachable: {exc}"
-    if os.environ.get("CI"):
-        pytest.fail(message)
-    pytest.skip(message)
 
 
 def with_option(url: str, option: str) -> str:

@@ -18,12 +18,12 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 import httpx
-import pytest
 
 from tests.conftest import ROOT, free_port
+from tests.services import service_down
 
 POSTGRES_URL = os.environ.get("TREADLE_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
 REDIS_URL = os.environ.get("TREADLE_TEST_REDIS", "redis://127.0.0.1:6379/0")
@@ -31,16 +31,8 @@ RABBITMQ_URL = os.environ.get("TREADLE_TEST_RABBITMQ", "amqp://guest:guest@127.0
 NATS_URL = os.environ.get("TREADLE_TEST_NATS", "nats://127.0.0.1:4222")
 
 FULL = os.environ.get("TREADLE_FULL_TESTS", "") not in ("", "0")
-IN_CI = bool(os.environ.get("CI"))
 #: Broker options for quick recovery in tests (reconnect backoff capped at half a second).
 QUICK = "retry_initial=0.05&retry_max=0.5&poll_interval=0.2"
-
-
-def service_down(name: str, reason: object) -> NoReturn:
-    message = f"{name} is not reachable: {reason}"
-    if IN_CI:
-        pytest.fail(message)
-    pytest.skip(message)
 
 
 def with_options(url: str, options: str) -> str:

@@ -10,7 +10,6 @@ cannot be set up fails these tests instead of skipping them.
 from __future__ import annotations
 
 import os
-import subprocess
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -23,6 +22,7 @@ from docker.errors import ImageNotFound
 
 from tests.integration.conftest import SQLITE_ONLY, settings_for, wait_run
 from tests.integration.test_container_runtime import IMAGE, docker_client, engine_host
+from tests.services import run_setup_script
 from treadle.engine.node import Node
 from treadle.engine.service import EngineService
 from treadle.secrets.vault import generate_key
@@ -50,18 +50,7 @@ class Registry:
 @pytest.fixture(scope="session")
 def registry(engine_host: str) -> Registry:
     """Run the setup script once; fail in CI, skip elsewhere, when no registry can be had."""
-    try:
-        done = subprocess.run(
-            ["bash", str(SETUP)], capture_output=True, text=True, timeout=900, check=False
-        )
-        problem = None if done.returncode == 0 else (done.stdout + done.stderr)[-3000:]
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        problem = str(exc)
-    if problem is not None:
-        message = f"private registry setup failed:\n{problem}"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
+    run_setup_script(SETUP, "private registry")
     username, password = (REGISTRY_DIR / "credentials").read_text().strip().split(":", 1)
     return Registry(REGISTRY, username, password)
 

@@ -8,8 +8,6 @@ fails these tests instead of skipping them.
 from __future__ import annotations
 
 import asyncio
-import os
-import subprocess
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -19,6 +17,7 @@ from typing import Any
 import docker
 import pytest
 
+from tests.services import run_setup_script
 from treadle.runtime.base import AttemptContext, TaskFailed
 from treadle.runtime.container import ContainerRuntime
 from treadle.runtime.container_engine import LABEL_OWNER, LABEL_RUN, resolve_host
@@ -34,18 +33,7 @@ IMAGE = "treadle-test/busybox:latest"
 @pytest.fixture(scope="session")
 def engine_host() -> str:
     """Run the setup script once; fail in CI, skip elsewhere, when no engine can be had."""
-    try:
-        done = subprocess.run(
-            ["bash", str(SETUP)], capture_output=True, text=True, timeout=900, check=False
-        )
-        problem = None if done.returncode == 0 else (done.stdout + done.stderr)[-3000:]
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        problem = str(exc)
-    if problem is not None:
-        message = f"container engine setup failed:\n{problem}"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
+    run_setup_script(SETUP, "container engine")
     return resolve_host({})
 
 

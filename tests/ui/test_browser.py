@@ -14,6 +14,7 @@ import httpx
 import pytest
 
 from tests.conftest import Server
+from tests.services import unavailable
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = [
@@ -40,9 +41,7 @@ def browser() -> Iterator[Browser]:
     elif not Path(CHROMIUM).exists():
         problem = f"{CHROMIUM} is missing (run scripts/setup-browser.sh)"
     if problem:
-        if os.environ.get("CI"):
-            pytest.fail(problem)
-        pytest.skip(problem)
+        unavailable(problem)
     with sync_playwright() as p:
         launched = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
         try:

@@ -21,6 +21,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from tests.conftest import ROOT, start_server
+from tests.services import service_down
 from treadle.compat.flower.cli import read_csv
 from treadle.compat.flower.pgviews import create_flower_views
 from treadle.compat.flower.translate import to_native
@@ -49,9 +50,7 @@ async def _connect() -> asyncpg.Connection:
     try:
         return await asyncpg.connect(PG, timeout=5)
     except (OSError, asyncpg.PostgresError) as exc:
-        if os.environ.get("CI"):
-            pytest.fail(f"PostgreSQL is required in CI: {exc}")
-        pytest.skip(f"PostgreSQL not reachable: {exc}")
+        service_down("PostgreSQL", exc)
 
 
 @pytest.fixture
