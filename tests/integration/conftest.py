@@ -25,6 +25,7 @@ from treadle.config import Settings
 from treadle.engine.node import Node
 from treadle.engine.service import EngineService
 from treadle.model.states import RunStatus
+from treadle.secrets.vault import generate_key
 from treadle.store.records import RunRecord, TaskRecord
 
 
@@ -71,6 +72,24 @@ def settings_for(url: str, **overrides: Any) -> Settings:
     }
     values.update(overrides)
     return Settings(**values)
+
+
+@contextlib.asynccontextmanager
+async def node_with_secrets(
+    url: str, secrets: dict[str, str], **overrides: Any
+) -> AsyncIterator[Node]:
+    """A started coordinator + worker node with a fresh secret key and these secrets stored."""
+    node = Node(
+        settings_for(url, secret_key=generate_key(), **overrides), ["coordinator", "worker"]
+    )
+    service = await node.start()
+    assert node.vault is not None
+    for name, value in secrets.items():
+        await service.store.put_secret(name, node.vault.encrypt(value))
+    try:
+        yield node
+    finally:
+        await node.stop()
 
 
 @pytest.fixture

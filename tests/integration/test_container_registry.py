@@ -20,12 +20,11 @@ import docker
 import pytest
 from docker.errors import ImageNotFound
 
-from tests.integration.conftest import SQLITE_ONLY, settings_for, wait_run
+from tests.integration.conftest import SQLITE_ONLY, node_with_secrets, wait_run
 from tests.integration.test_container_runtime import IMAGE, docker_client, engine_host
 from tests.services import run_setup_script
 from treadle.engine.node import Node
 from treadle.engine.service import EngineService
-from treadle.secrets.vault import generate_key
 from treadle.store.records import RunRecord, TaskRecord
 
 pytestmark = [pytest.mark.services, pytest.mark.timeout(600), SQLITE_ONLY]
@@ -90,27 +89,15 @@ def pushed(registry: Registry, docker_client: docker.DockerClient) -> Iterator[s
 
 @pytest.fixture
 async def node(store_url: str, engine_host: str, registry: Registry) -> AsyncIterator[Node]:
-    started = Node(
-        settings_for(
-            store_url,
-            secret_key=generate_key(),
-            container_host=engine_host,
-            container_stop_grace=1,
-        ),
-        ["coordinator", "worker"],
-    )
-    service = await started.start()
-    assert started.vault is not None
-    for name, value in {
+    secrets = {
         "REG_USER": registry.username,
         "REG_PASS": registry.password,
         "REG_WRONG": WRONG_PASSWORD,
-    }.items():
-        await service.store.put_secret(name, started.vault.encrypt(value))
-    try:
+    }
+    async with node_with_secrets(
+        store_url, secrets, container_host=engine_host, container_stop_grace=1
+    ) as started:
         yield started
-    finally:
-        await started.stop()
 
 
 def _service(node: Node) -> EngineService:

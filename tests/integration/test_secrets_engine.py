@@ -7,24 +7,17 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.conftest import by_name, settings_for, wait_run
+from tests.integration.conftest import by_name, node_with_secrets, wait_run
 from treadle.engine.node import Node
 from treadle.engine.service import EngineService
-from treadle.secrets.vault import generate_key
 
 VALUE = "pa55-w0rd/for+tests"
 
 
 @pytest.fixture
 async def node(store_url: str) -> AsyncIterator[Node]:
-    started = Node(settings_for(store_url, secret_key=generate_key()), ["coordinator", "worker"])
-    service = await started.start()
-    assert started.vault is not None
-    await service.store.put_secret("PW", started.vault.encrypt(VALUE))
-    try:
+    async with node_with_secrets(store_url, {"PW": VALUE}) as started:
         yield started
-    finally:
-        await started.stop()
 
 
 def _service(node: Node) -> EngineService:
