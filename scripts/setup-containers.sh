@@ -23,14 +23,9 @@ ALIASES=("ubuntu:mantic" "alpine:3.18.3")
 CONF=/etc/containers/containers.conf
 CONF_MARKER="# managed by treadle scripts/setup-containers.sh"
 
-say() { printf '[setup-containers] %s\n' "$*"; }
-die() { printf '[setup-containers] ERROR: %s\n' "$*" >&2; exit 1; }
-
-SUDO=""
-if [ "$(id -u)" -ne 0 ]; then
-    command -v sudo >/dev/null || die "must run as root (or with sudo available)"
-    SUDO="sudo"
-fi
+SETUP_NAME=setup-containers
+# shellcheck source=setup-common.sh
+source "$(dirname "$0")/setup-common.sh"
 
 # --- 1. packages --------------------------------------------------------------------------------
 need=()
@@ -39,17 +34,7 @@ command -v runc >/dev/null || need+=(runc)
 dpkg-query -W -f='${Status}' busybox-static 2>/dev/null | grep -q "ok installed" || need+=(busybox-static)
 command -v curl >/dev/null || need+=(curl)
 if [ "${#need[@]}" -gt 0 ]; then
-    # Refresh the package lists only when one of the packages is not known to apt yet.
-    for pkg in "${need[@]}"; do
-        if ! apt-cache show "$pkg" >/dev/null 2>&1; then
-            say "package lists do not know $pkg: running apt-get update"
-            $SUDO apt-get update -q
-            break
-        fi
-    done
-    say "installing ${need[*]}"
-    $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
-        "${need[@]}" >/dev/null
+    install_packages "${need[@]}"
 else
     say "podman, runc, busybox-static and curl are installed"
 fi

@@ -38,14 +38,9 @@ KEY="$DIR/tls/registry.key"
 TRUST_DIRS=("/etc/containers/certs.d/$ADDR" "/etc/docker/certs.d/$ADDR")
 MARKER="# managed by treadle scripts/setup-registry.sh"
 
-say() { printf '[setup-registry] %s\n' "$*"; }
-die() { printf '[setup-registry] ERROR: %s\n' "$*" >&2; exit 1; }
-
-SUDO=""
-if [ "$(id -u)" -ne 0 ]; then
-    command -v sudo >/dev/null || die "must run as root (or with sudo available)"
-    SUDO="sudo"
-fi
+SETUP_NAME=setup-registry
+# shellcheck source=setup-common.sh
+source "$(dirname "$0")/setup-common.sh"
 
 # --- 1. packages --------------------------------------------------------------------------------
 need=()
@@ -54,17 +49,8 @@ command -v htpasswd >/dev/null || need+=(apache2-utils)
 command -v curl >/dev/null || need+=(curl)
 command -v openssl >/dev/null || need+=(openssl)
 if [ "${#need[@]}" -gt 0 ]; then
-    for pkg in "${need[@]}"; do
-        if ! apt-cache show "$pkg" >/dev/null 2>&1; then
-            say "package lists do not know $pkg: running apt-get update"
-            $SUDO apt-get update -q
-            break
-        fi
-    done
-    say "installing ${need[*]}"
     # The package's own service may not start here (no init system); ours is started below.
-    $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
-        "${need[@]}" >/dev/null 2>&1 || die "apt-get install ${need[*]} failed"
+    install_packages "${need[@]}"
 else
     say "docker-registry, htpasswd, curl and openssl are installed"
 fi
