@@ -597,9 +597,7 @@ class SqlStore(SqlTokensMixin, SqlTriggersMixin, SqlSecretsMixin):
 
     # -- tasks ----------------------------------------------------------------------------
     async def get_tasks(self, run_id: str) -> list[TaskRecord]:
-        query = select(t.tasks).where(t.tasks.c.run_id == run_id).order_by(t.tasks.c.seq)
-        async with self._tx() as conn:
-            return [_task(r) for r in (await conn.execute(query)).all()]
+        return (await self.get_tasks_many([run_id]))[0]
 
     async def get_tasks_many(self, run_ids: Sequence[str]) -> list[list[TaskRecord]]:
         by_run: dict[str, list[TaskRecord]] = {run_id: [] for run_id in run_ids}
@@ -728,8 +726,8 @@ class SqlStore(SqlTokensMixin, SqlTriggersMixin, SqlSecretsMixin):
         # Runs in id order, after the tasks (locked in id order by the batch): two
         # coordinators writing overlapping batches take their locks in the same order.
         run_writes = sorted(
-            (w for w in writes if w.run_change is not None),
-            key=lambda w: w.run_change[0] if w.run_change else "",
+            ((w.run_change, w.events) for w in writes if w.run_change is not None),
+            key=lambda pair: pair[0][0],
         )
         async with self._tx() as conn:
             for start in range(0, len(changes), _BATCH):
@@ -737,14 +735,13 @@ class SqlStore(SqlTokensMixin, SqlTriggersMixin, SqlSecretsMixin):
             for start in range(0, len(settled), _BATCH):
                 await conn.execute(_MARK_SETTLED, {"ids": settled[start : start + _BATCH]})
             events: list[dict[str, Any]] = []
-            for write in run_writes:
-                assert write.run_change is not None
-                run = await self._cas_run(conn, write.run_change)
+            for run_change, run_events in run_writes:
+                run = await self._cas_run(conn, run_change)
                 if run is not None:
                     updated[run.id] = run
                     events.extend(
                         {"run_id": run_id, "kind": kind, "actor": actor, "detail": detail}
-                        for run_id, kind, actor, detail in write.events
+                        for run_id, kind, actor, detail in run_events
                     )
             if events:
                 # Recorded only with the run's update that produced them.
