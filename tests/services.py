@@ -6,6 +6,7 @@ developer's machine it skips, with the reason.
 
 from __future__ import annotations
 
+import importlib
 import os
 import subprocess
 from pathlib import Path
@@ -19,6 +20,15 @@ def unavailable(message: str) -> NoReturn:
     if os.environ.get("CI"):
         pytest.fail(message)
     pytest.skip(message)
+
+
+def require_module(name: str) -> None:
+    """A test dependency must import: fail under CI, skip elsewhere (``pytest.importorskip``
+    would skip under CI too)."""
+    try:
+        importlib.import_module(name)
+    except ImportError as exc:
+        unavailable(f"{name} cannot be imported: {exc}")
 
 
 def service_down(name: str, reason: object) -> NoReturn:

@@ -12,8 +12,9 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import ROOT, treadle_cmd
+from tests.services import require_module
 
-pytest.importorskip("opentelemetry.exporter.otlp.proto.http")
+require_module("opentelemetry.exporter.otlp.proto.http")
 
 DEFINITION = """
 name: exported
