@@ -24,6 +24,7 @@ import asyncio
 import json
 import os
 import platform
+import signal
 import subprocess
 import sys
 import time
@@ -78,8 +79,11 @@ async def baseline(tasks: int) -> tuple[float, float]:
 
 # -- one broker --------------------------------------------------------------------------------
 class Bench:
-    def __init__(self, broker: str, concurrency: int, folder: Path) -> None:
+    def __init__(
+        self, broker: str, concurrency: int, folder: Path, profile: Path | None = None
+    ) -> None:
         self.broker_kind = broker
+        self.profile = profile
         self.ns = f"bench_{uuid.uuid4().hex[:8]}"
         self.db = with_options(POSTGRES_URL, f"schema={self.ns}&pool_size=10")
         option = "schema" if broker == "postgres" else "prefix"
@@ -97,8 +101,24 @@ class Bench:
             "TREADLE_LOG_LEVEL": "warning",
         }
         log = (self.folder / f"{self.ns}-{role}-{len(self.procs)}.log").open("wb")
+        command = [sys.executable, "-m", "treadle.cli.main", role, *args]
+        if self.profile is not None:
+            # Collapsed stacks, one file per process: `sort -k2 -n` or flamegraph.pl reads them.
+            out = self.profile / f"{self.broker_kind}-{role}-{len(self.procs)}.txt"
+            command = [
+                "py-spy",
+                "record",
+                "--format",
+                "raw",
+                "--rate",
+                "250",
+                "-o",
+                str(out),
+                "--",
+                *command,
+            ]
         proc = subprocess.Popen(
-            [sys.executable, "-m", "treadle.cli.main", role, *args],
+            command,
             stdout=log,
             stderr=subprocess.STDOUT,
             env=env,
@@ -183,7 +203,8 @@ class Bench:
     async def close(self) -> None:
         for proc in self.procs:
             if proc.poll() is None:
-                proc.terminate()
+                # py-spy writes its profile on SIGINT (and stops the process it recorded).
+                proc.send_signal(signal.SIGINT if self.profile else signal.SIGTERM)
         for proc in self.procs:
             try:
                 proc.wait(30)
@@ -254,13 +275,20 @@ async def main() -> None:
     parser.add_argument("--brokers", default=",".join(BROKERS))
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--json")
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        help="record each process with py-spy (collapsed stacks) into this folder",
+    )
     args = parser.parse_args()
     sys.path.insert(0, str(ROOT / "src"))
     folder = Path(os.environ.get("TMPDIR", "/tmp"))
     results = []
     base_tps, base_ms = await baseline(args.tasks)
     for broker in args.brokers.split(","):
-        bench = Bench(broker, args.concurrency, folder)
+        if args.profile is not None:
+            args.profile.mkdir(parents=True, exist_ok=True)
+        bench = Bench(broker, args.concurrency, folder, args.profile)
         try:
             results.append(await bench.run(args.tasks, args.chain))
         finally:

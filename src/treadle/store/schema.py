@@ -22,6 +22,7 @@ from sqlalchemy import (
     Table,
     Text,
     TypeDecorator,
+    text,
 )
 from sqlalchemy.types import TypeEngine
 
@@ -127,10 +128,41 @@ tasks = Table(
     Column("settled", Boolean, nullable=False, default=False),
     Column("parent_id", String(40)),
     Index("ix_treadle_tasks_run", "run_id", "seq"),
-    Index("ix_treadle_tasks_status_available", "status", "available_at"),
     Index("ix_treadle_tasks_settled", "settled", "status"),
     Index("ix_treadle_tasks_parent", "parent_id"),
-    Index("ix_treadle_tasks_queue_status", "queue", "status", "priority"),
+)
+
+# Partial indexes over the few unfinished rows, keyed by literal statuses (queries must spell
+# the same literals, not parameters, for the planners to use them). A row enters an index only
+# while it matches, so finished tasks, most of a store, cost them nothing.
+QUEUED_ROWS = text("status = 'queued'")
+ACTIVE_ROWS = text("status IN ('queued', 'running')")
+# A claim: queued rows of one queue in the order a claim takes them, so a claim reads as many
+# entries as it takes instead of sorting every queued task of its queue.
+Index(
+    "ix_treadle_tasks_ready",
+    tasks.c.queue,
+    tasks.c.priority.desc(),
+    tasks.c.available_at,
+    tasks.c.seq,
+    postgresql_where=QUEUED_ROWS,
+    sqlite_where=QUEUED_ROWS,
+)
+# The coordinator's dispatch sweep: queued rows of every queue, best first.
+Index(
+    "ix_treadle_tasks_due",
+    tasks.c.priority.desc(),
+    tasks.c.available_at,
+    postgresql_where=QUEUED_ROWS,
+    sqlite_where=QUEUED_ROWS,
+)
+# Queue depths (workers page).
+Index(
+    "ix_treadle_tasks_active",
+    tasks.c.queue,
+    tasks.c.status,
+    postgresql_where=ACTIVE_ROWS,
+    sqlite_where=ACTIVE_ROWS,
 )
 
 layers = Table(

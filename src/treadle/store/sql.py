@@ -24,6 +24,7 @@ from sqlalchemy import (
     delete,
     func,
     insert,
+    literal_column,
     or_,
     select,
     tuple_,
@@ -31,6 +32,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.sql.expression import ColumnClause
 
 from treadle.errors import Conflict, NotFound, ServiceUnavailable
 from treadle.faults import pause_point
@@ -89,12 +91,15 @@ _LOCK_VERSIONS = (
 _MARK_SETTLED = (
     update(t.tasks).where(_C.id.in_(bindparam("ids", expanding=True))).values(settled=True)
 )
-# A worker's claim: the ids of the best ready tasks of its queue (priority, then age).
+_QUEUED_LITERAL: ColumnClause[str] = literal_column(f"'{TaskStatus.QUEUED.value}'", String())
+# A worker's claim: the ids of the best ready tasks of its queue (priority, then age). The
+# status is a literal, not a parameter: only then may PostgreSQL's generic plans and SQLite use
+# the partial index ``ix_treadle_tasks_ready`` (rows ``WHERE status = 'queued'``).
 _NEXT_READY = (
     select(_C.id)
     .where(
         _C.queue == bindparam("b_queue"),
-        _C.status == TaskStatus.QUEUED.value,
+        _C.status == _QUEUED_LITERAL,
         _C.available_at <= bindparam("due"),
     )
     .order_by(_C.priority.desc(), _C.available_at, _C.seq)
@@ -858,7 +863,7 @@ class SqlStore(SqlTokensMixin, SqlTriggersMixin, SqlSecretsMixin):
         query = (
             select(t.tasks)
             .where(
-                c.status == TaskStatus.QUEUED.value,
+                c.status == _QUEUED_LITERAL,
                 c.available_at <= now,
                 or_(
                     c.published_at.is_(None),
@@ -1291,10 +1296,12 @@ class SqlStore(SqlTokensMixin, SqlTriggersMixin, SqlSecretsMixin):
         return counts
 
     async def queue_depths(self) -> dict[str, dict[str, int]]:
-        """Queue -> {"queued": n, "running": n}; reads only unfinished tasks (status index)."""
+        """Queue -> {"queued": n, "running": n}; reads only unfinished tasks (partial index)."""
         query = (
             select(_C.queue, _C.status, func.count())
-            .where(_C.status.in_([TaskStatus.QUEUED.value, TaskStatus.RUNNING.value]))
+            .where(
+                _C.status.in_([_QUEUED_LITERAL, literal_column(f"'{TaskStatus.RUNNING.value}'")])
+            )
             .group_by(_C.queue, _C.status)
         )
         depths: dict[str, dict[str, int]] = {}
