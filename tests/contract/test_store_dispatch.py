@@ -177,6 +177,53 @@ async def test_retry_outcome_waits_for_its_time(store: Store) -> None:
     assert [a.number for a in await store.get_attempts(run.id)] == [1, 2]
 
 
+async def test_one_report_of_mixed_outcomes(store: Store) -> None:
+    """A worker's batched report: each outcome is judged on its own in one call."""
+    run, tasks = await seed(store, 5)
+    ok, bad, again, killed, stale = tasks
+    stale_attempt = await expire_soon(store, stale.id)
+    await store.expire_leases(delivery_limit=5)
+    claimed = dict(
+        (task.id, attempt) for task, attempt in await store.claim([t.id for t in tasks], "w", 30)
+    )
+    assert sorted(claimed) == sorted(t.id for t in tasks)
+    victim = await store.get_task(killed.id)
+    assert await store.update_tasks(
+        [TaskChange(victim.id, victim.version, {"status": "cancelled"})]
+    )
+    retry_at = await store.now() + timedelta(seconds=30)
+
+    outcomes = [
+        AttemptOutcome(claimed[ok.id].id, ok.id, "completed", "completed", None),
+        AttemptOutcome(claimed[bad.id].id, bad.id, "failed", "failed", {"code": 2}, "exit 2"),
+        AttemptOutcome(claimed[again.id].id, again.id, "failed", "queued", None, "flaky", retry_at),
+        AttemptOutcome(claimed[killed.id].id, killed.id, "completed", "completed", "late"),
+        AttemptOutcome(stale_attempt, stale.id, "completed", "completed", "from the lost worker"),
+    ]
+    accepted = await store.finish_attempts(outcomes)
+    # the killed task's attempt is still recorded as ended; the lost attempt is not
+    assert sorted(accepted) == sorted(claimed[t.id].id for t in (ok, bad, again, killed))
+
+    by_id = {t.id: t for t in await store.get_tasks(run.id)}
+    assert (by_id[ok.id].status, by_id[ok.id].output) == ("completed", None)
+    assert (by_id[bad.id].status, by_id[bad.id].output, by_id[bad.id].error) == (
+        "failed",
+        {"code": 2},
+        "exit 2",
+    )
+    retried = by_id[again.id]
+    assert (retried.status, retried.available_at, retried.error) == ("queued", retry_at, "flaky")
+    assert retried.finished_at is None and retried.published_at is None
+    assert (by_id[killed.id].status, by_id[killed.id].output) == ("cancelled", None)
+    assert (by_id[stale.id].status, by_id[stale.id].attempt_id) == ("running", claimed[stale.id].id)
+    assert all(not by_id[t.id].settled for t in (ok, bad, again))
+    attempts = {a.id: a for a in await store.get_attempts(run.id)}
+    assert attempts[claimed[killed.id].id].status == "completed"
+    assert attempts[stale_attempt].status == "lost"
+    assert attempts[claimed[stale.id].id].status == "running"
+    assert attempts[claimed[bad.id].id].output == {"code": 2}
+
+
 # -- leases -------------------------------------------------------------------------------
 async def test_renew_leases_returns_only_live_attempts(store: Store) -> None:
     run, tasks = await seed(store, 3)

@@ -27,20 +27,25 @@ not a round trip per call: the offset between the server clock and the local one
 
 from __future__ import annotations
 
+import contextlib
 import re
 import time
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+import asyncpg
 import orjson
 from sqlalchemy import func, select, text
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
 
-from treadle.errors import ConfigError
+from treadle.errors import ConfigError, ServiceUnavailable
+from treadle.store import pg_hot
 from treadle.store.migrate import alembic_config
+from treadle.store.records import AttemptOutcome, AttemptRecord, TaskRecord
 from treadle.store.schema import UTCDateTime
 from treadle.store.sql import SqlStore, utcnow
 
@@ -166,6 +171,53 @@ class PostgresStore(SqlStore):
         self._uncertainty = 0.0
         self._last = datetime.min.replace(tzinfo=utcnow().tzinfo)
 
+    @contextlib.asynccontextmanager
+    async def _raw(self) -> AsyncIterator[Any]:
+        """A pooled connection's asyncpg connection, outside any transaction (autocommit).
+
+        Errors read like those of :meth:`_tx`: the store is unavailable, in one line. A
+        connection that failed for any reason but a server-side error of the statement is
+        dropped from the pool rather than handed to the next caller in an unknown state.
+        """
+        async with self.engine.connect() as conn:
+            fairy = await conn.get_raw_connection()
+            try:
+                yield fairy.driver_connection
+            except asyncpg.IntegrityConstraintViolationError:
+                raise
+            except asyncpg.PostgresError as exc:
+                if isinstance(exc, asyncpg.PostgresConnectionError):
+                    await _invalidate(conn)
+                reason = (str(exc) or type(exc).__name__).strip().splitlines()[0]
+                raise ServiceUnavailable(f"store {self.url}: {reason}") from exc
+            except (asyncpg.InterfaceError, OSError, TimeoutError) as exc:
+                await _invalidate(conn)
+                raise ServiceUnavailable(f"store {self.url} unreachable: {exc}") from exc
+            except BaseException:
+                await _invalidate(conn)
+                raise
+
+    async def claim_next(
+        self, queue: str, limit: int, worker_id: str, lease_seconds: float
+    ) -> list[tuple[TaskRecord, AttemptRecord]]:
+        if limit <= 0:
+            return []
+        now = await self.now()
+        args = pg_hot.claim_args(queue, limit, self._due(now), now, worker_id, lease_seconds)
+        async with self._raw() as conn:
+            rows = await conn.fetch(pg_hot.CLAIM_NEXT, *args)
+        return pg_hot.claimed_pairs(rows, worker_id, now, lease_seconds)
+
+    async def finish_attempts(self, outcomes: Sequence[AttemptOutcome]) -> list[str]:
+        if not outcomes:
+            return []
+        now = await self.now()
+        async with self._raw() as conn:
+            rows = await conn.fetch(
+                pg_hot.FINISH_ATTEMPTS, *pg_hot.finish_args(outcomes, now, _json_dumps)
+            )
+        return [row[0] for row in rows]
+
     async def migrate(self) -> None:
         """Create the schema if missing, then run the Alembic migrations.
 
@@ -218,3 +270,8 @@ class PostgresStore(SqlStore):
         # Never step back when a new sample moves the offset by a fraction of a millisecond.
         self._last = max(self._last, utcnow() + self._offset)
         return self._last
+
+
+async def _invalidate(conn: AsyncConnection) -> None:
+    with contextlib.suppress(Exception):
+        await conn.invalidate()

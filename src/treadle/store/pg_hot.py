@@ -1,0 +1,148 @@
+"""A worker's two hot statements on PostgreSQL, each one round trip on the raw asyncpg connection.
+
+Through SQLAlchemy a claim was BEGIN, a ``FOR UPDATE SKIP LOCKED`` choice, the UPDATE, the
+attempts' INSERT and COMMIT (five round trips, each statement compiled and its expanding ``IN``
+rendered anew per batch size), and a report was the same shape. Here each is one statement with
+data-modifying CTEs, sent outside an explicit transaction (a single statement is atomic), with
+arrays instead of expanding lists so the text never changes and asyncpg prepares it once per
+connection. The semantics are the generic ones of :class:`~treadle.store.sql.SqlStore`, which
+the store conformance suite checks for every backend.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from treadle.model.states import AttemptStatus, TaskStatus
+from treadle.store.records import AttemptOutcome, AttemptRecord, TaskRecord
+
+_QUEUED = TaskStatus.QUEUED.value
+_RUNNING = TaskStatus.RUNNING.value
+_TASK_COLUMNS = ", ".join(f"t.{name}" for name in TaskRecord.__slots__)
+
+# $1 queue, $2 due, $3 limit, $4 now, $5 worker id, $6 lease expiry. MATERIALIZED: the choice
+# is made once; inlined into the UPDATE, a LIMIT with SKIP LOCKED may be evaluated again and
+# move more rows than asked.
+CLAIM_NEXT = f"""
+WITH chosen AS MATERIALIZED (
+    SELECT id FROM treadle_tasks
+    WHERE queue = $1 AND status = '{_QUEUED}' AND available_at <= $2
+    ORDER BY priority DESC, available_at, seq
+    LIMIT $3
+    FOR UPDATE SKIP LOCKED
+), moved AS (
+    UPDATE treadle_tasks AS t SET
+        status = '{_RUNNING}',
+        attempt_count = t.attempt_count + 1,
+        attempt_id = t.id || '.' || (t.attempt_count + 1)::text,
+        started_at = $4,
+        version = t.version + 1
+    FROM chosen
+    WHERE t.id = chosen.id
+    RETURNING {_TASK_COLUMNS}
+), recorded AS (
+    INSERT INTO treadle_attempts
+        (id, task_id, run_id, number, status, worker_id, started_at, lease_expires_at)
+    SELECT attempt_id, id, run_id, attempt_count, '{AttemptStatus.RUNNING.value}', $5, $4, $6
+    FROM moved
+)
+SELECT * FROM moved ORDER BY priority DESC, available_at, seq
+"""
+
+# $1 attempt ids, $2 task ids, $3 attempt statuses, $4 task statuses, $5 outputs (JSON text),
+# $6 errors, $7 retry times, $8 now. The attempts still running are locked first (fencing: a
+# stale attempt changes nothing, and a sweeper cannot expire them meanwhile); a task moves only
+# while the reported attempt is still its current, running one. A retried task goes back to
+# queued, due at its retry time.
+FINISH_ATTEMPTS = f"""
+WITH reported AS (
+    SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],
+                         $6::text[], $7::timestamptz[])
+        AS r(attempt_id, task_id, attempt_status, task_status, output, error, retry_at)
+), live AS MATERIALIZED (
+    SELECT a.id FROM treadle_attempts AS a
+    WHERE a.id = ANY($1::text[]) AND a.status = '{AttemptStatus.RUNNING.value}'
+    ORDER BY a.id
+    FOR UPDATE
+), ended AS (
+    UPDATE treadle_attempts AS a SET
+        status = r.attempt_status,
+        finished_at = $8,
+        output = r.output::json,
+        error = r.error
+    FROM reported AS r JOIN live ON live.id = r.attempt_id
+    WHERE a.id = r.attempt_id
+    RETURNING a.id
+), moved AS (
+    UPDATE treadle_tasks AS t SET
+        status = r.task_status,
+        output = r.output::json,
+        error = r.error,
+        finished_at = CASE WHEN r.task_status = '{_QUEUED}' THEN NULL ELSE $8 END,
+        queued_at = CASE WHEN r.task_status = '{_QUEUED}' THEN $8 ELSE t.queued_at END,
+        available_at = CASE WHEN r.task_status = '{_QUEUED}'
+                            THEN coalesce(r.retry_at, $8) ELSE t.available_at END,
+        published_at = CASE WHEN r.task_status = '{_QUEUED}' THEN NULL ELSE t.published_at END,
+        settled = false,
+        version = t.version + 1
+    FROM reported AS r JOIN live ON live.id = r.attempt_id
+    WHERE t.id = r.task_id AND t.attempt_id = r.attempt_id AND t.status = '{_RUNNING}'
+)
+SELECT id FROM ended
+"""
+
+
+def claim_args(
+    queue: str, limit: int, due: datetime, now: datetime, worker_id: str, lease_seconds: float
+) -> tuple[Any, ...]:
+    """The parameters of :data:`CLAIM_NEXT`."""
+    return (queue, due, limit, now, worker_id, now + timedelta(seconds=lease_seconds))
+
+
+def claimed_pairs(
+    rows: Sequence[Any], worker_id: str, now: datetime, lease_seconds: float
+) -> list[tuple[TaskRecord, AttemptRecord]]:
+    """Task and attempt records from the rows :data:`CLAIM_NEXT` returned."""
+    lease = now + timedelta(seconds=lease_seconds)
+    pairs: list[tuple[TaskRecord, AttemptRecord]] = []
+    for row in rows:
+        task = TaskRecord(**dict(row.items()))
+        assert task.attempt_id is not None
+        attempt = AttemptRecord(
+            id=task.attempt_id,
+            task_id=task.id,
+            run_id=task.run_id,
+            number=task.attempt_count,
+            status=AttemptStatus.RUNNING.value,
+            worker_id=worker_id,
+            started_at=now,
+            lease_expires_at=lease,
+        )
+        pairs.append((task, attempt))
+    return pairs
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    if value is None or value.tzinfo is not None:
+        return value
+    return value.replace(tzinfo=UTC)
+
+
+def finish_args(
+    outcomes: Sequence[AttemptOutcome], now: datetime, dumps: Callable[[Any], str]
+) -> tuple[Any, ...]:
+    """The parameters of :data:`FINISH_ATTEMPTS`; outputs go as JSON text (None as ``null``,
+    as the JSON column stores it through SQLAlchemy)."""
+    latest = {o.attempt_id: o for o in outcomes}.values()
+    return (
+        [o.attempt_id for o in latest],
+        [o.task_id for o in latest],
+        [o.attempt_status for o in latest],
+        [o.task_status for o in latest],
+        [dumps(o.output) for o in latest],
+        [o.error for o in latest],
+        [_utc(o.retry_at) for o in latest],
+        now,
+    )
