@@ -16,7 +16,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from treadle.model.states import AttemptStatus, TaskStatus
-from treadle.store.records import AttemptOutcome, AttemptRecord, TaskRecord
+from treadle.store.records import AttemptOutcome, TaskRecord
 
 _QUEUED = TaskStatus.QUEUED.value
 _RUNNING = TaskStatus.RUNNING.value
@@ -101,27 +101,9 @@ def claim_args(
     return (queue, due, limit, now, worker_id, now + timedelta(seconds=lease_seconds))
 
 
-def claimed_pairs(
-    rows: Sequence[Any], worker_id: str, now: datetime, lease_seconds: float
-) -> list[tuple[TaskRecord, AttemptRecord]]:
-    """Task and attempt records from the rows :data:`CLAIM_NEXT` returned."""
-    lease = now + timedelta(seconds=lease_seconds)
-    pairs: list[tuple[TaskRecord, AttemptRecord]] = []
-    for row in rows:
-        task = TaskRecord(**dict(row.items()))
-        assert task.attempt_id is not None
-        attempt = AttemptRecord(
-            id=task.attempt_id,
-            task_id=task.id,
-            run_id=task.run_id,
-            number=task.attempt_count,
-            status=AttemptStatus.RUNNING.value,
-            worker_id=worker_id,
-            started_at=now,
-            lease_expires_at=lease,
-        )
-        pairs.append((task, attempt))
-    return pairs
+def claimed_tasks(rows: Sequence[Any]) -> list[TaskRecord]:
+    """Task records from the rows :data:`CLAIM_NEXT` returned."""
+    return [TaskRecord(**dict(row.items())) for row in rows]
 
 
 def _utc(value: datetime | None) -> datetime | None:

@@ -44,6 +44,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
 
 from treadle.errors import ConfigError, ServiceUnavailable
 from treadle.store import pg_hot
+from treadle.store.claims import claimed_pairs
 from treadle.store.migrate import alembic_config
 from treadle.store.records import AttemptOutcome, AttemptRecord, TaskRecord
 from treadle.store.schema import UTCDateTime
@@ -206,7 +207,7 @@ class PostgresStore(SqlStore):
         args = pg_hot.claim_args(queue, limit, self._due(now), now, worker_id, lease_seconds)
         async with self._raw() as conn:
             rows = await conn.fetch(pg_hot.CLAIM_NEXT, *args)
-        return pg_hot.claimed_pairs(rows, worker_id, now, lease_seconds)
+        return claimed_pairs(pg_hot.claimed_tasks(rows), worker_id, now, lease_seconds)
 
     async def finish_attempts(self, outcomes: Sequence[AttemptOutcome]) -> list[str]:
         if not outcomes:

@@ -38,6 +38,7 @@ from treadle.errors import Conflict, NotFound, ServiceUnavailable
 from treadle.faults import pause_point
 from treadle.model.states import AttemptStatus, TaskStatus
 from treadle.store import schema as t
+from treadle.store.claims import claimed_pairs
 from treadle.store.delta import ACTIVE_STATUSES, RunDelta
 from treadle.store.records import (
     LIGHT_TASK_FIELDS,
@@ -905,27 +906,9 @@ class SqlStore(SqlTokensMixin, SqlTriggersMixin, SqlSecretsMixin):
         now: datetime,
     ) -> list[tuple[TaskRecord, AttemptRecord]]:
         """Run one claim statement and record an attempt for each task it moved."""
-        claimed: list[tuple[TaskRecord, AttemptRecord]] = []
-        lease = now + timedelta(seconds=lease_seconds)
         rows = (await conn.execute(statement, {**params, "now": now, "due": self._due(now)})).all()
-        for row in rows:
-            task = TaskRecord(**row._mapping)
-            assert task.attempt_id is not None
-            claimed.append(
-                (
-                    task,
-                    AttemptRecord(
-                        id=task.attempt_id,
-                        task_id=task.id,
-                        run_id=task.run_id,
-                        number=task.attempt_count,
-                        status=AttemptStatus.RUNNING.value,
-                        worker_id=worker_id,
-                        started_at=now,
-                        lease_expires_at=lease,
-                    ),
-                )
-            )
+        tasks = [TaskRecord(**row._mapping) for row in rows]
+        claimed = claimed_pairs(tasks, worker_id, now, lease_seconds)
         if claimed:
             await conn.execute(
                 _INSERT_ATTEMPTS,

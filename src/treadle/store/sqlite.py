@@ -10,9 +10,11 @@ aiosqlite + SQLAlchemy async, under 0.3 ms inline; see benchmarks/README.md.)
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from collections import OrderedDict
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +25,9 @@ from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.pool import StaticPool
 
 from treadle.errors import ServiceUnavailable
+from treadle.store import sqlite_hot
+from treadle.store.claims import claimed_pairs
+from treadle.store.records import AttemptOutcome, AttemptRecord, TaskRecord
 from treadle.store.sql import SqlStore
 
 
@@ -103,14 +108,56 @@ class SqliteStore(SqlStore):
     async def _tx(self) -> AsyncIterator[Any]:
         async with self._lock:
             try:
-                if self._conn is None or self._conn.closed:
-                    self._conn = self.sync_engine.connect()
-                with self._conn.begin():
-                    yield _InlineConnection(self._conn)
+                conn = self._connection()
+                with conn.begin():
+                    yield _InlineConnection(conn)
             except IntegrityError:
                 raise
             except (OperationalError, DBAPIError) as exc:
                 raise ServiceUnavailable(f"store error: {exc.orig!r}") from exc
+
+    def _connection(self) -> Connection:
+        if self._conn is None or self._conn.closed:
+            self._conn = self.sync_engine.connect()
+        return self._conn
+
+    @asynccontextmanager
+    async def _raw_tx(self) -> AsyncIterator[sqlite3.Connection]:
+        """A write transaction on the sqlite3 connection itself (see ``sqlite_hot``)."""
+        async with self._lock:
+            db: Any = self._connection().connection.dbapi_connection
+            try:
+                db.execute("BEGIN IMMEDIATE")
+                try:
+                    yield db
+                except BaseException:
+                    db.execute("ROLLBACK")
+                    raise
+                db.execute("COMMIT")
+            except sqlite3.IntegrityError:
+                raise
+            except sqlite3.Error as exc:
+                raise ServiceUnavailable(f"store error: {exc!r}") from exc
+
+    async def claim_next(
+        self, queue: str, limit: int, worker_id: str, lease_seconds: float
+    ) -> list[tuple[TaskRecord, AttemptRecord]]:
+        if limit <= 0:
+            return []
+        now = await self.now()
+        lease = now + timedelta(seconds=lease_seconds)
+        async with self._raw_tx() as db:
+            tasks = sqlite_hot.claim_next(
+                db, queue, limit, self._due(now), now, worker_id, lease, _json_loads
+            )
+        return claimed_pairs(tasks, worker_id, now, lease_seconds)
+
+    async def finish_attempts(self, outcomes: Sequence[AttemptOutcome]) -> list[str]:
+        if not outcomes:
+            return []
+        now = await self.now()
+        async with self._raw_tx() as db:
+            return sqlite_hot.finish_attempts(db, outcomes, now, json_dumps)
 
     async def migrate(self) -> None:
         from treadle.store.migrate import alembic_config

@@ -238,13 +238,15 @@ class Worker:
                 slots.release()
             await asyncio.sleep(0.5)
             return
-        # Unclaimed ones were duplicates or are not due: the store is the truth.
-        await ack_all(batch)
-        for _ in range(len(batch) - len(claimed)):
-            slots.release()
         for task, attempt in claimed:
             job = asyncio.create_task(self._execute(task, attempt, slots))
             self._in_flight[attempt.id] = _InFlight(task, attempt, job)
+        for _ in range(len(batch) - len(claimed)):
+            slots.release()
+        # Acked once the attempts are under way, so the broker's round trip does not delay
+        # them (a crash before the ack redelivers doorbells whose claims then find nothing).
+        # Unclaimed ones were duplicates or are not due: the store is the truth.
+        await ack_all(batch)
 
     async def _execute(
         self, task: TaskRecord, attempt: AttemptRecord, slots: asyncio.Semaphore
