@@ -72,24 +72,34 @@ _LIGHT_COLUMNS = LIGHT_TASK_FIELDS
 
 # Hot-path statements are built once: SQLAlchemy memoizes a statement's cache key on the
 # object, so reusing it skips construction and key generation on every call.
+# Statements built once and run on every pass, with plain parameters and no RETURNING: a
+# backend may precompile these (SQLite does, see ``sqlite_fast``). Keyed by id, holding each.
+REPEATED_STATEMENTS: dict[int, Any] = {}
+
+
+def _repeated(statement: Any) -> Any:
+    REPEATED_STATEMENTS[id(statement)] = statement
+    return statement
+
+
 _C = t.tasks.c
 _A = t.attempts.c
-_GET_RUN = select(t.runs).where(t.runs.c.id == bindparam("run_id"))
-_TASK_STATES = (
+_GET_RUN = _repeated(select(t.runs).where(t.runs.c.id == bindparam("run_id")))
+_TASK_STATES = _repeated(
     select(*[_C[name] for name in _LIGHT_COLUMNS])
     .where(_C.run_id == bindparam("run_id"))
     .order_by(_C.seq)
 )
-_TASK_OUTPUTS = select(_C.id, _C.output).where(
-    _C.run_id == bindparam("run_id"), _C.output.is_not(None)
+_TASK_OUTPUTS = _repeated(
+    select(_C.id, _C.output).where(_C.run_id == bindparam("run_id"), _C.output.is_not(None))
 )
-_LOCK_VERSIONS = (
+_LOCK_VERSIONS = _repeated(
     select(_C.id, _C.version)
     .where(_C.id.in_(bindparam("ids", expanding=True)))
     .order_by(_C.id)
     .with_for_update()
 )
-_MARK_SETTLED = (
+_MARK_SETTLED = _repeated(
     update(t.tasks).where(_C.id.in_(bindparam("ids", expanding=True))).values(settled=True)
 )
 _QUEUED_LITERAL: ColumnClause[str] = literal_column(f"'{TaskStatus.QUEUED.value}'", String())
@@ -191,7 +201,7 @@ _RETRY_TASK = (
 # A run's definition and inputs never change: the coordinator's per-pass read skips them (they
 # can be megabytes of JSON for a big graph) once this process has seen them.
 _RUN_LIGHT_COLUMNS = [c for c in t.runs.c if c.name not in ("definition", "inputs")]
-_GET_RUN_LIGHT = select(*_RUN_LIGHT_COLUMNS).where(t.runs.c.id == bindparam("run_id"))
+_GET_RUN_LIGHT = _repeated(select(*_RUN_LIGHT_COLUMNS).where(t.runs.c.id == bindparam("run_id")))
 _IMMUTABLE_CACHE_RUNS = 2000
 
 # The coordinator's per-pass read (``load_run_deltas``), for any number of runs: each run's
@@ -200,8 +210,8 @@ _IMMUTABLE_CACHE_RUNS = 2000
 # statements under READ COMMITTED could disagree and force needless reloads). The LEFT JOIN
 # keeps the fingerprint row when no row is returned; a run without tasks has no row at all.
 _RUN_IDS: Any = bindparam("ids", expanding=True)
-_GET_RUNS = select(t.runs).where(t.runs.c.id.in_(_RUN_IDS))
-_GET_RUNS_LIGHT = select(*_RUN_LIGHT_COLUMNS).where(t.runs.c.id.in_(_RUN_IDS))
+_GET_RUNS = _repeated(select(t.runs).where(t.runs.c.id.in_(_RUN_IDS)))
+_GET_RUNS_LIGHT = _repeated(select(*_RUN_LIGHT_COLUMNS).where(t.runs.c.id.in_(_RUN_IDS)))
 _FINGERPRINTS = (
     select(
         _C.run_id.label("fp_run"),
@@ -214,24 +224,28 @@ _FINGERPRINTS = (
     .group_by(_C.run_id)
     .cte("fps")
 )
-_OPEN_ROWS_MANY = select(
-    _FINGERPRINTS.c.fp_run,
-    _FINGERPRINTS.c.fp_count,
-    _FINGERPRINTS.c.fp_sum,
-    *[_C[name] for name in _LIGHT_COLUMNS],
-    _C.output,
-).select_from(
-    _FINGERPRINTS.outerjoin(
-        t.tasks,
-        and_(
-            _C.run_id == _FINGERPRINTS.c.fp_run,
-            _C.settled.is_(False),
-            _C.status.in_(_TERMINAL),
-        ),
+_OPEN_ROWS_MANY = _repeated(
+    select(
+        _FINGERPRINTS.c.fp_run,
+        _FINGERPRINTS.c.fp_count,
+        _FINGERPRINTS.c.fp_sum,
+        *[_C[name] for name in _LIGHT_COLUMNS],
+        _C.output,
+    ).select_from(
+        _FINGERPRINTS.outerjoin(
+            t.tasks,
+            and_(
+                _C.run_id == _FINGERPRINTS.c.fp_run,
+                _C.settled.is_(False),
+                _C.status.in_(_TERMINAL),
+            ),
+        )
     )
 )
-_GET_TASKS_MANY = select(t.tasks).where(_C.run_id.in_(_RUN_IDS)).order_by(_C.run_id, _C.seq)
-_GET_LAYERS_MANY = (
+_GET_TASKS_MANY = _repeated(
+    select(t.tasks).where(_C.run_id.in_(_RUN_IDS)).order_by(_C.run_id, _C.seq)
+)
+_GET_LAYERS_MANY = _repeated(
     select(t.layers)
     .where(t.layers.c.run_id.in_(_RUN_IDS))
     .order_by(t.layers.c.priority, t.layers.c.created_at)
@@ -241,7 +255,7 @@ _GET_LAYERS_MANY = (
 @functools.lru_cache(maxsize=64)
 def _task_cas(keys: tuple[str, ...]) -> Any:
     """The compare-and-set UPDATE for one set of task columns, built once per set."""
-    return (
+    return _repeated(
         update(t.tasks)
         .where(_C.id == bindparam("w_id"), _C.version == bindparam("w_version"))
         .values({**{k: bindparam(f"v_{k}") for k in keys}, "version": _C.version + 1})
@@ -833,13 +847,7 @@ class SqlStore(SqlTokensMixin, SqlTriggersMixin, SqlSecretsMixin):
         firsts: dict[str, TaskChange] = {}
         for change in changes:
             firsts.setdefault(change.task_id, change)
-        query = (
-            select(_C.id, _C.version)
-            .where(_C.id.in_(list(firsts)))
-            .order_by(_C.id)
-            .with_for_update()
-        )
-        current = dict((await conn.execute(query)).all())
+        current = dict((await conn.execute(_LOCK_VERSIONS, {"ids": list(firsts)})).all())
         holding = [ch for ch in firsts.values() if current.get(ch.task_id) == ch.expected_version]
         groups: dict[tuple[str, ...], list[TaskChange]] = {}
         for change in holding:

@@ -28,7 +28,8 @@ from treadle.errors import ServiceUnavailable
 from treadle.store import sqlite_hot
 from treadle.store.claims import claimed_pairs
 from treadle.store.records import AttemptOutcome, AttemptRecord, TaskRecord
-from treadle.store.sql import SqlStore
+from treadle.store.sql import REPEATED_STATEMENTS, SqlStore
+from treadle.store.sqlite_fast import FastStatements
 
 
 def json_dumps(value: Any) -> str:
@@ -68,15 +69,24 @@ def sqlite_path(url: str) -> str:
 
 
 class _InlineConnection:
-    """The slice of AsyncConnection that SqlStore uses, over a synchronous connection."""
+    """The slice of AsyncConnection that SqlStore uses, over a synchronous connection.
 
-    def __init__(self, conn: Connection) -> None:
+    Repeated statements run precompiled on the driver connection (``sqlite_fast``), inside
+    the same transaction; the others through SQLAlchemy.
+    """
+
+    def __init__(self, conn: Connection, fast: FastStatements) -> None:
         self._conn = conn
+        self._fast = fast
 
     async def execute(self, statement: Any, parameters: Any = None) -> Any:
-        if parameters is None:
-            return self._conn.execute(statement)
-        return self._conn.execute(statement, parameters)
+        if parameters is not None:
+            fast = self._fast.get(statement)
+            if fast is not None:
+                db: Any = self._conn.connection.dbapi_connection
+                return fast.execute(db, parameters)
+            return self._conn.execute(statement, parameters)
+        return self._conn.execute(statement)
 
 
 class SqliteStore(SqlStore):
@@ -97,6 +107,7 @@ class SqliteStore(SqlStore):
         event.listen(engine, "connect", _pragmas)
         event.listen(engine, "begin", _begin_immediate)
         self.sync_engine = engine
+        self._fast = FastStatements(engine.dialect, REPEATED_STATEMENTS)
         self.engine = None  # type: ignore[assignment]
         self.url = f"sqlite:///{path}"
         self._immutable = OrderedDict()
@@ -110,7 +121,7 @@ class SqliteStore(SqlStore):
             try:
                 conn = self._connection()
                 with conn.begin():
-                    yield _InlineConnection(conn)
+                    yield _InlineConnection(conn, self._fast)
             except IntegrityError:
                 raise
             except (OperationalError, DBAPIError) as exc:
