@@ -10,6 +10,7 @@ import base64
 import functools
 import logging
 import uuid
+from abc import ABC, abstractmethod
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
@@ -103,19 +104,6 @@ _MARK_SETTLED = _repeated(
     update(t.tasks).where(_C.id.in_(bindparam("ids", expanding=True))).values(settled=True)
 )
 _QUEUED_LITERAL: ColumnClause[str] = literal_column(f"'{TaskStatus.QUEUED.value}'", String())
-# A worker's claim: the ids of the best ready tasks of its queue (priority, then age). The
-# status is a literal, not a parameter: only then may PostgreSQL's generic plans and SQLite use
-# the partial index ``ix_treadle_tasks_ready`` (rows ``WHERE status = 'queued'``).
-_NEXT_READY = (
-    select(_C.id)
-    .where(
-        _C.queue == bindparam("b_queue"),
-        _C.status == _QUEUED_LITERAL,
-        _C.available_at <= bindparam("due"),
-    )
-    .order_by(_C.priority.desc(), _C.available_at, _C.seq)
-    .limit(bindparam("b_limit"))
-)
 
 
 def _claim_statement(which: Any) -> Any:
@@ -141,61 +129,7 @@ def _claim_statement(which: Any) -> Any:
 
 
 _CLAIM = _claim_statement(bindparam("ids", expanding=True))
-# Choosing and moving in one statement, where there is one writer at a time (SQLite). With
-# row locks (PostgreSQL) the choice is its own statement: there a LIMIT subquery with
-# FOR UPDATE SKIP LOCKED inside an UPDATE may be evaluated again and move more rows.
-_CLAIM_NEXT = _claim_statement(_NEXT_READY)
-# Competing workers pass over rows another one is claiming instead of picking the same ones
-# and coming back empty (their bells would then be acked unanswered).
-_NEXT_READY_SKIP_LOCKED = _NEXT_READY.with_for_update(skip_locked=True)
 _INSERT_ATTEMPTS = insert(t.attempts)
-_LIVE_ATTEMPTS = (
-    select(_A.id)
-    .where(_A.id.in_(bindparam("ids", expanding=True)), _A.status == AttemptStatus.RUNNING.value)
-    .with_for_update()
-)
-_FINISH_ATTEMPT = (
-    update(t.attempts)
-    .where(_A.id == bindparam("b_id"), _A.status == AttemptStatus.RUNNING.value)
-    .values(
-        status=bindparam("b_status"),
-        finished_at=bindparam("b_now"),
-        output=bindparam("b_output"),
-        error=bindparam("b_error"),
-    )
-)
-_TASK_FENCE = (
-    _C.id == bindparam("b_task"),
-    _C.attempt_id == bindparam("b_id"),
-    _C.status == TaskStatus.RUNNING.value,
-)
-_FINISH_TASK = (
-    update(t.tasks)
-    .where(*_TASK_FENCE)
-    .values(
-        status=bindparam("b_status"),
-        output=bindparam("b_output"),
-        error=bindparam("b_error"),
-        finished_at=bindparam("b_now"),
-        settled=False,
-        version=_C.version + 1,
-    )
-)
-_RETRY_TASK = (
-    update(t.tasks)
-    .where(*_TASK_FENCE)
-    .values(
-        status=TaskStatus.QUEUED.value,
-        output=bindparam("b_output"),
-        error=bindparam("b_error"),
-        queued_at=bindparam("b_now"),
-        available_at=bindparam("b_at"),
-        published_at=None,
-        finished_at=None,
-        settled=False,
-        version=_C.version + 1,
-    )
-)
 
 
 # A run's definition and inputs never change: the coordinator's per-pass read skips them (they
@@ -324,7 +258,7 @@ def decode_cursor(cursor: str) -> tuple[datetime, str]:
         raise NotFound(f"invalid cursor: {cursor!r}") from exc
 
 
-class SqlStore(SqlTokensMixin, SqlTriggersMixin, SqlSecretsMixin):
+class SqlStore(SqlTokensMixin, SqlTriggersMixin, SqlSecretsMixin, ABC):
     """Store logic on an :class:`AsyncEngine`; see :mod:`treadle.store.base` for the contract."""
 
     url: str
@@ -924,24 +858,11 @@ class SqlStore(SqlTokensMixin, SqlTriggersMixin, SqlSecretsMixin):
             )
         return claimed
 
+    @abstractmethod
     async def claim_next(
         self, queue: str, limit: int, worker_id: str, lease_seconds: float
     ) -> list[tuple[TaskRecord, AttemptRecord]]:
-        if limit <= 0:
-            return []
-        now = await self.now()
-        params: dict[str, Any] = {"b_queue": queue, "b_limit": limit}
-        async with self._tx() as conn:
-            if not self.skip_locked:
-                return await self._claim_on(
-                    conn, _CLAIM_NEXT, params, worker_id, lease_seconds, now
-                )
-            chosen = await conn.execute(_NEXT_READY_SKIP_LOCKED, {**params, "due": self._due(now)})
-            ids = [r[0] for r in chosen.all()]
-            if not ids:
-                return []
-            params = {"ids": ids}
-            return await self._claim_on(conn, _CLAIM, params, worker_id, lease_seconds, now)
+        """Each backend claims in its own fewest round trips (``pg_hot``, ``sqlite_hot``)."""
 
     async def live_attempts(self, attempt_ids: Sequence[str]) -> list[str]:
         if not attempt_ids:
@@ -956,84 +877,9 @@ class SqlStore(SqlTokensMixin, SqlTriggersMixin, SqlSecretsMixin):
         async with self._tx() as conn:
             return [r[0] for r in (await conn.execute(query)).all()]
 
+    @abstractmethod
     async def finish_attempts(self, outcomes: Sequence[AttemptOutcome]) -> list[str]:
-        if not outcomes:
-            return []
-        now = await self.now()
-        by_id = {o.attempt_id: o for o in outcomes}
-        async with self._tx() as conn:
-            if len(outcomes) == 1:
-                # One attempt: its conditional UPDATE is the fence, no locking read needed.
-                only = outcomes[0]
-                won = await conn.execute(
-                    _FINISH_ATTEMPT,
-                    {
-                        "b_id": only.attempt_id,
-                        "b_status": only.attempt_status,
-                        "b_output": only.output,
-                        "b_error": only.error,
-                        "b_now": now,
-                    },
-                )
-                live = [only.attempt_id] if won.rowcount == 1 else []
-                await self._finish_tasks(conn, [only] if live else [], now)
-                return live
-            # Lock the attempts still running (fencing: a stale attempt changes nothing); the
-            # lock makes the batched writes below safe against a concurrent sweeper.
-            live = [r[0] for r in (await conn.execute(_LIVE_ATTEMPTS, {"ids": list(by_id)})).all()]
-            if not live:
-                return []
-            await conn.execute(
-                _FINISH_ATTEMPT,
-                [
-                    {
-                        "b_id": i,
-                        "b_status": by_id[i].attempt_status,
-                        "b_output": by_id[i].output,
-                        "b_error": by_id[i].error,
-                        "b_now": now,
-                    }
-                    for i in live
-                ],
-            )
-            await self._finish_tasks(conn, [by_id[i] for i in live], now)
-        return live
-
-    @staticmethod
-    async def _finish_tasks(conn: Any, outcomes: Sequence[AttemptOutcome], now: datetime) -> None:
-        """Move each task of an accepted outcome, fenced by its attempt id."""
-        finished = [o for o in outcomes if o.task_status != TaskStatus.QUEUED]
-        retried = [o for o in outcomes if o.task_status == TaskStatus.QUEUED]
-        if finished:
-            await conn.execute(
-                _FINISH_TASK,
-                [
-                    {
-                        "b_task": o.task_id,
-                        "b_id": o.attempt_id,
-                        "b_status": o.task_status,
-                        "b_output": o.output,
-                        "b_error": o.error,
-                        "b_now": now,
-                    }
-                    for o in finished
-                ],
-            )
-        if retried:
-            await conn.execute(
-                _RETRY_TASK,
-                [
-                    {
-                        "b_task": o.task_id,
-                        "b_id": o.attempt_id,
-                        "b_output": o.output,
-                        "b_error": o.error,
-                        "b_at": o.retry_at or now,
-                        "b_now": now,
-                    }
-                    for o in retried
-                ],
-            )
+        """Each backend reports in its own fewest round trips (``pg_hot``, ``sqlite_hot``)."""
 
     async def renew_leases(self, attempt_ids: Sequence[str], lease_seconds: float) -> list[str]:
         if not attempt_ids:

@@ -29,8 +29,8 @@ from treadle.compat.flower.views import COLUMNS, flow_rows
 from treadle.engine.service import EngineService
 from treadle.model.parse import definition_from_document
 from treadle.store import schema as tables
+from treadle.store.postgres import PostgresStore
 from treadle.store.records import RunRecord, TaskChange
-from treadle.store.sql import SqlStore
 
 PG = "postgresql://postgres@127.0.0.1:5432/test"
 EXAMPLE_CSV = Path(__file__).parent / "examples" / "ms_task_definition.csv"
@@ -79,6 +79,16 @@ async def engine(pg_schema: str) -> AsyncIterator[AsyncEngine]:
         await eng.dispose()
 
 
+@pytest.fixture
+async def store(engine: AsyncEngine, pg_schema: str) -> AsyncIterator[PostgresStore]:
+    """The store on the tables ``engine`` made (same schema)."""
+    pg_store = PostgresStore(PG + ("&" if "?" in PG else "?") + f"schema={pg_schema}")
+    try:
+        yield pg_store
+    finally:
+        await pg_store.close()
+
+
 async def _view_rows(engine: AsyncEngine, flow_id: str) -> list[dict[str, Any]]:
     async with engine.connect() as conn:
         result = await conn.execute(
@@ -106,8 +116,9 @@ def _comparable(row: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-async def test_kr_task_stat_view_matches_flower_columns_and_codes(engine: AsyncEngine) -> None:
-    store = SqlStore(engine, "postgresql://test")
+async def test_kr_task_stat_view_matches_flower_columns_and_codes(
+    engine: AsyncEngine, store: PostgresStore
+) -> None:
     model = definition_from_document(to_native(read_csv(EXAMPLE_CSV)))
     document = model.to_document()
     document.setdefault("version", 1)
