@@ -85,6 +85,24 @@ class PostgresDelivery(HeldDelivery):
     async def _settle(self, ack: bool) -> None:
         await self._broker._settle(self._id, self._deliveries, self._queue, ack)
 
+    @classmethod
+    async def settle_many(cls, deliveries: Sequence[HeldDelivery], ack: bool) -> None:
+        """One statement per (broker, queue) instead of one per message."""
+        groups: dict[tuple[int, str], list[PostgresDelivery]] = {}
+        for delivery in deliveries:
+            assert isinstance(delivery, PostgresDelivery)
+            groups.setdefault((id(delivery._broker), delivery._queue), []).append(delivery)
+        for group in groups.values():
+            first = group[0]
+
+            async def send(todo: list[HeldDelivery], first: PostgresDelivery = first) -> None:
+                rows = [d for d in todo if isinstance(d, PostgresDelivery)]
+                await first._broker._settle_many(
+                    [d._id for d in rows], [d._deliveries for d in rows], first._queue, ack
+                )
+
+            await cls._settle_batch(group, ack, send)
+
 
 class PostgresBroker:
     """Work queues in one table of a PostgreSQL schema."""
@@ -319,16 +337,30 @@ class PostgresBroker:
         return sorted(rows, key=lambda r: r["id"])
 
     async def _settle(self, row_id: int, deliveries: int, queue: str, ack: bool) -> None:
+        await self._settle_many([row_id], [deliveries], queue, ack)
+
+    async def _settle_many(
+        self, row_ids: list[int], deliveries: list[int], queue: str, ack: bool
+    ) -> None:
+        """:meth:`_settle` for many rows of one queue, each fenced by its delivery count."""
         if ack:
-            sql = f"DELETE FROM {self._table} WHERE id = $1 AND deliveries = $2"
-            args: tuple[Any, ...] = (row_id, deliveries)
+            sql = f"""
+            DELETE FROM {self._table} AS m
+            USING unnest($1::bigint[], $2::integer[]) AS d(id, deliveries)
+            WHERE m.id = d.id AND m.deliveries = d.deliveries
+            """
+            args: tuple[Any, ...] = (row_ids, deliveries)
         else:
             sql = f"""
-            WITH u AS (UPDATE {self._table} SET visible_at = now()
-                       WHERE id = $1 AND deliveries = $2 RETURNING 1)
-            SELECT pg_notify($3, $4) FROM u
+            WITH u AS (
+                UPDATE {self._table} AS m SET visible_at = now()
+                FROM unnest($1::bigint[], $2::integer[]) AS d(id, deliveries)
+                WHERE m.id = d.id AND m.deliveries = d.deliveries
+                RETURNING 1
+            )
+            SELECT pg_notify($3, $4) WHERE EXISTS (SELECT 1 FROM u)
             """
-            args = (row_id, deliveries, _CHANNEL, self._payload(queue))
+            args = (row_ids, deliveries, _CHANNEL, self._payload(queue))
         await self._run(
             "ack" if ack else "nack",
             lambda: self._call("execute", sql, *args),
