@@ -23,8 +23,9 @@ def with_option(url: str, option: str) -> str:
     return url + ("&" if "?" in url else "?") + option
 
 
-async def open_postgres(schema: str) -> PostgresStore:
-    store = PostgresStore(with_option(POSTGRES_URL, f"schema={schema}"), pool_size=5)
+async def open_postgres(schema: str, options: str = "") -> PostgresStore:
+    url = with_option(POSTGRES_URL, f"schema={schema}" + (f"&{options}" if options else ""))
+    store = PostgresStore(url, pool_size=5)
     try:
         await store.ping()
     except ServiceUnavailable as exc:

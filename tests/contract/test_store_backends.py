@@ -7,6 +7,7 @@ import uuid
 from datetime import timedelta
 from pathlib import Path
 
+import asyncpg
 import pytest
 from sqlalchemy import text
 
@@ -166,6 +167,42 @@ async def test_postgres_clock_is_the_servers() -> None:
         assert abs(await store.now() - server) < timedelta(seconds=2)
     finally:
         await store.close()
+
+
+async def test_postgres_claims_survive_connections_the_server_killed() -> None:
+    """The raw claim path: a pooled connection the server ended fails one call, cleanly."""
+    schema = f"treadle_test_{uuid.uuid4().hex[:12]}"
+    # Its own application name: only this store's sessions are ended, not other tests'.
+    store = await open_postgres(schema, f"application_name={schema}")
+    try:
+        await store.migrate()
+        _, tasks = await seed(store, 2)
+        assert len(await store.claim_next("default", 1, "w1", 30)) == 1
+        # From outside the pool, so the pooled connection the claim used is among those ended.
+        admin = await asyncpg.connect(POSTGRES_URL)
+        try:
+            ended = await admin.fetchval(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                "WHERE application_name = $1",
+                schema,
+            )
+        finally:
+            await admin.close()
+        assert ended >= 1
+        failures = []
+        claimed = []
+        for _ in range(6):  # the pool may hold several dead connections
+            try:
+                claimed = await store.claim_next("default", 1, "w1", 30)
+            except ServiceUnavailable as exc:
+                failures.append(str(exc))
+                continue
+            break
+        assert [t.id for t, _ in claimed] == [tasks[1].id]
+        assert failures, "no claim met a dead connection: the fault was not injected"
+        assert all("\n" not in message and "store " in message for message in failures)
+    finally:
+        await drop_postgres(store)
 
 
 # -- Redis --------------------------------------------------------------------------------

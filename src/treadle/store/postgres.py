@@ -39,7 +39,7 @@ import asyncpg
 import orjson
 from sqlalchemy import func, select, text
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import ArgumentError
+from sqlalchemy.exc import ArgumentError, DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
 
 from treadle.errors import ConfigError, ServiceUnavailable
@@ -180,8 +180,14 @@ class PostgresStore(SqlStore):
         connection that failed for any reason but a server-side error of the statement is
         dropped from the pool rather than handed to the next caller in an unknown state.
         """
-        async with self.engine.connect() as conn:
-            fairy = await conn.get_raw_connection()
+        async with contextlib.AsyncExitStack() as stack:
+            try:
+                conn = await stack.enter_async_context(self.engine.connect())
+                fairy = await conn.get_raw_connection()
+            except (DBAPIError, OSError) as exc:
+                cause = getattr(exc, "orig", None) or exc
+                reason = (str(cause) or type(cause).__name__).strip().splitlines()[0]
+                raise ServiceUnavailable(f"store {self.url} unreachable: {reason}") from exc
             try:
                 yield fairy.driver_connection
             except asyncpg.IntegrityConstraintViolationError:
@@ -191,7 +197,12 @@ class PostgresStore(SqlStore):
                     await _invalidate(conn)
                 reason = (str(exc) or type(exc).__name__).strip().splitlines()[0]
                 raise ServiceUnavailable(f"store {self.url}: {reason}") from exc
-            except (asyncpg.InterfaceError, OSError, TimeoutError) as exc:
+            except (
+                asyncpg.InterfaceError,
+                asyncpg.InternalClientError,  # a killed session can leave the client mid-call
+                OSError,
+                TimeoutError,
+            ) as exc:
                 await _invalidate(conn)
                 raise ServiceUnavailable(f"store {self.url} unreachable: {exc}") from exc
             except BaseException:
