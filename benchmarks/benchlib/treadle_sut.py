@@ -30,6 +30,7 @@ from benchlib.common import (
     python,
 )
 from benchlib.peers import drop_redis_prefix
+from treadle.model.parse import MAX_TASKS
 
 T = TypeVar("T")
 
@@ -39,18 +40,28 @@ def chain_doc(steps: int, name: str = "chain") -> dict[str, Any]:
     return {"name": name, "tasks": [{"name": f"s{i}", "kind": "noop"} for i in range(steps)]}
 
 
-def independent_doc(n: int) -> dict[str, Any]:
-    return {
-        "name": "throughput",
-        "tasks": [{"name": f"t{i}", "kind": "noop", "depends_on": []} for i in range(n)],
-    }
+def independent_docs(n: int) -> list[dict[str, Any]]:
+    """N independent tasks as runs of at most MAX_TASKS tasks each (the definition limit)."""
+    sizes = [min(MAX_TASKS, n - start) for start in range(0, n, MAX_TASKS)]
+    return [
+        {
+            "name": "throughput",
+            "tasks": [{"name": f"t{i}", "kind": "noop", "depends_on": []} for i in range(size)],
+        }
+        for size in sizes
+    ]
 
 
 def fanout_doc(width: int) -> dict[str, Any]:
-    tasks: list[dict[str, Any]] = [{"name": "root", "kind": "noop", "depends_on": []}]
-    tasks += [{"name": f"f{i}", "kind": "noop", "depends_on": ["root"]} for i in range(width)]
-    tasks.append({"name": "join", "kind": "noop", "depends_on": [f"f{i}" for i in range(width)]})
-    return {"name": "fanout", "tasks": tasks}
+    """A root, then one task fanned out over ``width`` items (``each``), then a join."""
+    return {
+        "name": "fanout",
+        "tasks": [
+            {"name": "root", "kind": "noop", "depends_on": []},
+            {"name": "fan", "kind": "noop", "each": list(range(width))},
+            {"name": "join", "kind": "noop"},
+        ],
+    }
 
 
 class TreadleSystem:
@@ -198,7 +209,7 @@ class TreadleSystem:
         return max(r.finished_at.timestamp() for r in runs) - started
 
     def throughput(self, n: int, cap: float) -> float:
-        return self.run(self._timed([independent_doc(n)], cap))
+        return self.run(self._timed(independent_docs(n), cap))
 
     def chain(self, steps: int, cap: float) -> float:
         return self.run(self._timed([chain_doc(steps)], cap))
