@@ -12,7 +12,7 @@ the store conformance suite checks for every backend.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 from treadle.model.states import AttemptStatus, TaskStatus
@@ -95,10 +95,10 @@ SELECT id FROM ended
 
 
 def claim_args(
-    queue: str, limit: int, due: datetime, now: datetime, worker_id: str, lease_seconds: float
+    queue: str, limit: int, due: datetime, now: datetime, worker_id: str, lease: datetime
 ) -> tuple[Any, ...]:
     """The parameters of :data:`CLAIM_NEXT`."""
-    return (queue, due, limit, now, worker_id, now + timedelta(seconds=lease_seconds))
+    return (queue, due, limit, now, worker_id, lease)
 
 
 def claimed_tasks(rows: Sequence[Any]) -> list[TaskRecord]:

@@ -215,10 +215,11 @@ class PostgresStore(SqlStore):
         if limit <= 0:
             return []
         now = await self.now()
-        args = pg_hot.claim_args(queue, limit, self._due(now), now, worker_id, lease_seconds)
+        lease = now + timedelta(seconds=lease_seconds)
+        args = pg_hot.claim_args(queue, limit, self._due(now), now, worker_id, lease)
         async with self._raw() as conn:
             rows = await conn.fetch(pg_hot.CLAIM_NEXT, *args)
-        return claimed_pairs(pg_hot.claimed_tasks(rows), worker_id, now, lease_seconds)
+        return claimed_pairs(pg_hot.claimed_tasks(rows), worker_id, now, lease)
 
     async def finish_attempts(self, outcomes: Sequence[AttemptOutcome]) -> list[str]:
         if not outcomes:

@@ -24,6 +24,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from treadle.errors import ConfigError, Conflict, NotFound, ServiceUnavailable
 from treadle.model.states import RunStatus
 from treadle.store import redis_scripts as lua
+from treadle.store.claims import claimed_pairs
 from treadle.store.records import (
     LIGHT_TASK_FIELDS,
     AttemptOutcome,
@@ -568,22 +569,8 @@ class RedisStore(RedisTokensMixin, UnsupportedTriggersMixin, RedisSecretsMixin):
     def _claimed(reply: list[Any], worker_id: str) -> list[tuple[TaskRecord, AttemptRecord]]:
         """Records from a claim script's reply: {now, deadline, task row, ...}."""
         started, deadline = from_micros(reply[0]), from_micros(reply[1])
-        claimed: list[tuple[TaskRecord, AttemptRecord]] = []
-        for flat in reply[2:]:
-            task = decode_record(TaskRecord, pairs(flat))
-            assert task.attempt_id is not None
-            attempt = AttemptRecord(
-                id=task.attempt_id,
-                task_id=task.id,
-                run_id=task.run_id,
-                number=task.attempt_count,
-                status="running",
-                worker_id=worker_id,
-                started_at=started,
-                lease_expires_at=deadline,
-            )
-            claimed.append((task, attempt))
-        return claimed
+        tasks = [decode_record(TaskRecord, pairs(flat)) for flat in reply[2:]]
+        return claimed_pairs(tasks, worker_id, started, deadline)
 
     async def finish_attempts(self, outcomes: Sequence[AttemptOutcome]) -> list[str]:
         if not outcomes:

@@ -850,7 +850,7 @@ class SqlStore(SqlTokensMixin, SqlTriggersMixin, SqlSecretsMixin, ABC):
         """Run one claim statement and record an attempt for each task it moved."""
         rows = (await conn.execute(statement, {**params, "now": now, "due": self._due(now)})).all()
         tasks = [TaskRecord(**row._mapping) for row in rows]
-        claimed = claimed_pairs(tasks, worker_id, now, lease_seconds)
+        claimed = claimed_pairs(tasks, worker_id, now, now + timedelta(seconds=lease_seconds))
         if claimed:
             await conn.execute(
                 _INSERT_ATTEMPTS,

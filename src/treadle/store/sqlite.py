@@ -161,7 +161,7 @@ class SqliteStore(SqlStore):
             tasks = sqlite_hot.claim_next(
                 db, queue, limit, self._due(now), now, worker_id, lease, _json_loads
             )
-        return claimed_pairs(tasks, worker_id, now, lease_seconds)
+        return claimed_pairs(tasks, worker_id, now, lease)
 
     async def finish_attempts(self, outcomes: Sequence[AttemptOutcome]) -> list[str]:
         if not outcomes:
