@@ -714,15 +714,18 @@ class SqlStore(SqlTokensMixin, SqlTriggersMixin, SqlSecretsMixin, ABC):
     ) -> RunRecord | None:
         """The run's compare-and-set: the run as updated, or None if its version moved."""
         run_id, version, values = run_change
+        # Without the immutable columns when this process has them (they can be megabytes).
+        immutable = self._immutable.get(run_id)
+        returned = t.runs.c if immutable is None else _RUN_LIGHT_COLUMNS
         row = (
             await conn.execute(
                 update(t.runs)
                 .where(t.runs.c.id == run_id, t.runs.c.version == version)
                 .values(**values, version=t.runs.c.version + 1)
-                .returning(*t.runs.c)
+                .returning(*returned)
             )
         ).first()
-        return None if row is None else _run(row)
+        return None if row is None else self._run_of(row, immutable)
 
     async def get_task_states(self, run_id: str) -> list[TaskRecord]:
         async with self._tx() as conn:
