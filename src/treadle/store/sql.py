@@ -196,6 +196,19 @@ def _task_cas(keys: tuple[str, ...]) -> Any:
     )
 
 
+@functools.lru_cache(maxsize=64)
+def _run_cas(keys: tuple[str, ...], light: bool) -> Any:
+    """A run's compare-and-set for one set of columns, returning the run (``light``: without
+    its immutable columns), built once per set."""
+    runs = t.runs.c
+    return (
+        update(t.runs)
+        .where(runs.id == bindparam("w_id"), runs.version == bindparam("w_version"))
+        .values({**{k: bindparam(f"v_{k}") for k in keys}, "version": runs.version + 1})
+        .returning(*(_RUN_LIGHT_COLUMNS if light else t.runs.c))
+    )
+
+
 def new_id() -> str:
     return uuid.uuid4().hex
 
@@ -716,15 +729,10 @@ class SqlStore(SqlTokensMixin, SqlTriggersMixin, SqlSecretsMixin, ABC):
         run_id, version, values = run_change
         # Without the immutable columns when this process has them (they can be megabytes).
         immutable = self._immutable.get(run_id)
-        returned = t.runs.c if immutable is None else _RUN_LIGHT_COLUMNS
-        row = (
-            await conn.execute(
-                update(t.runs)
-                .where(t.runs.c.id == run_id, t.runs.c.version == version)
-                .values(**values, version=t.runs.c.version + 1)
-                .returning(*returned)
-            )
-        ).first()
+        params = {f"v_{key}": value for key, value in values.items()}
+        params.update(w_id=run_id, w_version=version)
+        statement = _run_cas(tuple(sorted(values)), immutable is not None)
+        row = (await conn.execute(statement, params)).first()
         return None if row is None else self._run_of(row, immutable)
 
     async def get_task_states(self, run_id: str) -> list[TaskRecord]:
