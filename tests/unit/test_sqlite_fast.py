@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from tests.contract.store_records import make_run, make_task
+from treadle.errors import ServiceUnavailable
 from treadle.store import sql
 from treadle.store.records import RunRecord, TaskRecord
 from treadle.store.sqlite import SqliteStore
@@ -105,3 +106,16 @@ def test_only_repeated_statements_are_precompiled() -> None:
     fast = FastStatements(store.sync_engine.dialect, sql.REPEATED_STATEMENTS)
     assert fast.get(sql._GET_RUN) is fast.get(sql._GET_RUN) is not None
     assert fast.get(sql._CLAIM) is None
+
+
+async def test_a_failing_precompiled_statement_reads_as_an_unavailable_store(
+    seeded: tuple[SqliteStore, RunRecord, list[TaskRecord]],
+) -> None:
+    store, run, _ = seeded
+    raw = store._connection().connection.dbapi_connection
+    assert raw is not None
+    raw.execute("DROP TABLE treadle_layers")  # a fault SQLite reports from the statement itself
+    with pytest.raises(ServiceUnavailable, match="no such table"):
+        await store.get_layers(run.id)
+    with pytest.raises(ServiceUnavailable, match="no such table"):
+        await store.load_run_deltas([(run.id, True)])

@@ -122,10 +122,12 @@ class SqliteStore(SqlStore):
                 conn = self._connection()
                 with conn.begin():
                     yield _InlineConnection(conn, self._fast)
-            except IntegrityError:
+            except (IntegrityError, sqlite3.IntegrityError):
                 raise
             except (OperationalError, DBAPIError) as exc:
                 raise ServiceUnavailable(f"store error: {exc.orig!r}") from exc
+            except sqlite3.Error as exc:  # from a precompiled statement (sqlite_fast)
+                raise ServiceUnavailable(f"store error: {exc!r}") from exc
 
     def _connection(self) -> Connection:
         if self._conn is None or self._conn.closed:
