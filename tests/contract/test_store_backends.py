@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import uuid
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import pytest
@@ -21,13 +23,23 @@ from tests.contract.store_services import (
     open_redis,
     with_option,
 )
-from treadle.errors import ConfigError, ServiceUnavailable
+from treadle.errors import ConfigError, NotFound, ServiceUnavailable
 from treadle.store.base import Store
+from treadle.store.delta import RunDelta
 from treadle.store.factory import connect_store, open_store
 from treadle.store.migrate import head_revision
 from treadle.store.postgres import PostgresStore, parse_postgres_url
-from treadle.store.records import AttemptOutcome, NewLog, TaskChange
+from treadle.store.records import (
+    AttemptOutcome,
+    DecisionWrite,
+    LayerRecord,
+    NewLog,
+    RunRecord,
+    TaskChange,
+    TaskRecord,
+)
 from treadle.store.redis import RedisStore
+from treadle.store.sql import SqlStore, new_id
 from treadle.store.sqlite import SqliteStore
 
 
@@ -285,3 +297,113 @@ def test_redis_url_options() -> None:
     with pytest.raises(ConfigError, match="prefix"):
         RedisStore("redis://127.0.0.1:6379/0?prefix=")
     assert REDIS_URL.startswith("redis")
+
+
+async def test_postgres_pass_read_equals_the_generic_one() -> None:
+    """The raw per-pass read (store/pg_pass.py) returns what SqlStore's generic read does."""
+    store = await open_postgres(f"treadle_test_{uuid.uuid4().hex[:12]}")
+    try:
+        await store.migrate()
+        now = await store.now()
+        run_a, tasks_a = await seed(store, 4, status="pending")
+        layered = make_run(now)
+        layers = [
+            LayerRecord(new_id(), layered.id, "late", 10, "pending", now, paused=True),
+            LayerRecord(new_id(), layered.id, "early", 0, "running", now, started_at=now),
+        ]
+        await store.create_run(layered, [], layers)
+        await store.update_tasks(
+            [
+                TaskChange(tasks_a[0].id, 1, {"status": "completed", "output": {"x": [1, "y"]}}),
+                TaskChange(tasks_a[1].id, 1, {"status": "failed", "error": "e", "output": None}),
+                TaskChange(tasks_a[2].id, 1, {"status": "queued"}),
+            ]
+        )
+        requests = [
+            (layered.id, True),
+            ("no-such-run", True),
+            (run_a.id, False),
+            (run_a.id, True),
+        ]
+        for _ in range(2):  # first with every run's full row, then with the cached columns
+            raw = await store.load_run_deltas(requests)
+            generic = await SqlStore.load_run_deltas(store, requests)
+            assert [str(r) if isinstance(r, NotFound) else r for r in raw] == [
+                str(r) if isinstance(r, NotFound) else r for r in generic
+            ]
+        delta = raw[2]
+        assert isinstance(delta, RunDelta)
+        assert sorted(row["id"] for row in delta.rows) == sorted(t.id for t in tasks_a[:2])
+        assert (delta.task_count, delta.version_sum) == (4, 5)
+        assert [layer.name for layer in raw[0].layers] == ["early", "late"]  # type: ignore[union-attr]
+    finally:
+        await drop_postgres(store)
+
+
+async def test_postgres_pass_write_stores_what_the_generic_one_does() -> None:
+    """The raw per-pass write: the same decision through it and through SqlStore's generic
+    write leaves equal rows, events and results (JSON, JSON null, naive and aware times)."""
+    store = await open_postgres(f"treadle_test_{uuid.uuid4().hex[:12]}")
+    try:
+        await store.migrate()
+        now = await store.now()
+        naive = now.replace(tzinfo=None) - timedelta(seconds=5)
+
+        def decision(run: RunRecord, tasks: list[TaskRecord], stale: TaskRecord) -> DecisionWrite:
+            first, second, third, done = tasks
+            return DecisionWrite(
+                [
+                    TaskChange(
+                        first.id,
+                        1,
+                        {"status": "queued", "rendered": {"argv": ["echo", "ä"]}, "queued_at": now},
+                    ),
+                    TaskChange(
+                        second.id,
+                        1,
+                        {"status": "failed", "output": None, "error": "x", "rendered": None},
+                    ),
+                    TaskChange(third.id, 9, {"status": "queued"}),  # stale: loses
+                    TaskChange(stale.id, 1, {"status": "skipped", "finished_at": naive}),
+                ],
+                [done.id],
+                (
+                    run.id,
+                    run.version,
+                    {"status": "completed", "output": {"a": 1}, "finished_at": naive},
+                ),
+                [(run.id, "run.completed", "coordinator", {"n": [1, 2]})],
+            )
+
+        results = []
+        for write in (store.apply_decisions, functools.partial(SqlStore.apply_decisions, store)):
+            run, tasks = await seed(store, 4, status="pending")
+            _, (other,) = await seed(store, 1, status="pending")
+            await store.update_tasks([TaskChange(tasks[3].id, 1, {"status": "completed"})])
+            ((won, updated),) = await write([decision(run, tasks, other)])
+            rows = await store.get_tasks(run.id)
+            events = await store.list_events(run.id)
+            results.append(
+                (
+                    sorted({t.id: n for n, t in enumerate([*tasks, other])}[w] for w in won),
+                    _without_ids(updated),
+                    [_without_ids(r) for r in rows],
+                    _without_ids(await store.get_task(other.id)),
+                    [(e.kind, e.actor, e.detail) for e in events],
+                )
+            )
+        raw, generic = results
+        assert raw == generic
+        assert raw[0] == [0, 1, 4]
+        assert raw[4] == [("run.completed", "coordinator", {"n": [1, 2]})]
+    finally:
+        await drop_postgres(store)
+
+
+def _without_ids(record: Any) -> Any:
+    if record is None:
+        return None
+    fields = {name: getattr(record, name) for name in record.__slots__}
+    for key in ("id", "run_id", "created_at", "attempt_id", "queued_at", "available_at"):
+        fields.pop(key, None)
+    return fields

@@ -42,13 +42,22 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
 
-from treadle.errors import ConfigError, ServiceUnavailable
-from treadle.store import pg_hot
+from treadle.errors import ConfigError, NotFound, ServiceUnavailable
+from treadle.store import pg_hot, pg_pass
 from treadle.store.claims import claimed_pairs
+from treadle.store.delta import RunDelta
 from treadle.store.migrate import alembic_config
-from treadle.store.records import AttemptOutcome, AttemptRecord, TaskRecord
+from treadle.store.records import (
+    AttemptOutcome,
+    AttemptRecord,
+    DecisionWrite,
+    LayerRecord,
+    RunRecord,
+    TaskChange,
+    TaskRecord,
+)
 from treadle.store.schema import UTCDateTime
-from treadle.store.sql import SqlStore, utcnow
+from treadle.store.sql import SqlStore, layer_record, run_deltas, utcnow
 
 SCHEMES = ("postgresql", "postgres", "postgresql+asyncpg")
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
@@ -230,6 +239,95 @@ class PostgresStore(SqlStore):
                 pg_hot.FINISH_ATTEMPTS, *pg_hot.finish_args(outcomes, now, _json_dumps)
             )
         return [row[0] for row in rows]
+
+    async def load_run_deltas(
+        self, requests: Sequence[tuple[str, bool]]
+    ) -> list[RunDelta | NotFound]:
+        ids = list(dict.fromkeys(run_id for run_id, _ in requests))
+        layered = list(dict.fromkeys(run_id for run_id, with_layers in requests if with_layers))
+        cached = {i: self._immutable[i] for i in ids if i in self._immutable}
+        full = [i for i in ids if i not in cached]
+        async with self._raw() as conn:
+            full_rows = await conn.fetch(pg_pass.GET_RUNS, full) if full else []
+            light_rows = await conn.fetch(pg_pass.GET_RUNS_LIGHT, list(cached)) if cached else []
+            joined = await conn.fetch(pg_pass.OPEN_ROWS, ids)
+            layer_rows = await conn.fetch(pg_pass.GET_LAYERS, layered) if layered else []
+        runs: dict[str, RunRecord] = {}
+        for record in full_rows:
+            runs[record["id"]] = self._run_from(pg_pass.as_mapping(record), None)
+        for record in light_rows:
+            run_id = record["id"]
+            runs[run_id] = self._run_from(pg_pass.as_mapping(record), cached[run_id])
+        fingerprints, open_rows = pg_pass.open_rows(joined)
+        layers: dict[str, list[LayerRecord]] = {}
+        for record in layer_rows:
+            layers.setdefault(record["run_id"], []).append(layer_record(pg_pass.as_mapping(record)))
+        return run_deltas(requests, runs, fingerprints, open_rows, layers)
+
+    async def apply_decisions(
+        self, writes: Sequence[DecisionWrite]
+    ) -> list[tuple[list[str], RunRecord | None]]:
+        changes = [change for write in writes for change in write.changes]
+        settled = list(dict.fromkeys(task_id for write in writes for task_id in write.settled))
+        # Runs in id order, after the tasks (locked in id order): two coordinators writing
+        # overlapping batches take their locks in the same order.
+        run_writes = sorted(
+            ((w.run_change, w.events) for w in writes if w.run_change is not None),
+            key=lambda pair: pair[0][0],
+        )
+        won: set[str] = set()
+        updated: dict[str, RunRecord] = {}
+        events: list[tuple[str, str, str, Any]] = []
+        now = await self.now() if any(run_events for _, run_events in run_writes) else None
+        async with self._raw() as conn, conn.transaction():
+            if changes:
+                won.update(await self._raw_task_cas(conn, changes))
+            if settled:
+                await conn.execute(pg_pass.MARK_SETTLED, settled)
+            for (run_id, version, values), run_events in run_writes:
+                keys, args = pg_pass.run_cas_args(run_id, version, values, _json_dumps)
+                immutable = self._immutable.get(run_id)
+                record = await conn.fetchrow(pg_pass.run_cas(keys, immutable is not None), *args)
+                if record is None:
+                    continue
+                updated[run_id] = self._run_from(pg_pass.as_mapping(record), immutable)
+                events.extend(run_events)
+            if events:
+                # Recorded only with the run's update that produced them.
+                columns = [list(column) for column in zip(*events, strict=True)]
+                columns[3] = [_json_dumps(detail) for detail in columns[3]]
+                await conn.execute(pg_pass.INSERT_EVENTS, *columns, now)
+        return [
+            (
+                list(dict.fromkeys(c.task_id for c in write.changes if c.task_id in won)),
+                updated.get(write.run_change[0]) if write.run_change else None,
+            )
+            for write in writes
+        ]
+
+    async def _raw_task_cas(self, conn: Any, changes: Sequence[TaskChange]) -> list[str]:
+        """Compare-and-set tasks on the raw connection (see :meth:`SqlStore._cas_batch`)."""
+        if len(changes) == 1:
+            only = changes[0]
+            keys = tuple(sorted(only.values))
+            status = await conn.execute(
+                pg_pass.task_cas(keys), *pg_pass.task_cas_args(only, keys, _json_dumps)
+            )
+            return [only.task_id] if status == "UPDATE 1" else []
+        firsts: dict[str, TaskChange] = {}
+        for change in changes:
+            firsts.setdefault(change.task_id, change)
+        current = dict(await conn.fetch(pg_pass.LOCK_VERSIONS, list(firsts)))
+        holding = [ch for ch in firsts.values() if current.get(ch.task_id) == ch.expected_version]
+        groups: dict[tuple[str, ...], list[TaskChange]] = {}
+        for change in holding:
+            groups.setdefault(tuple(sorted(change.values)), []).append(change)
+        for keys, group in groups.items():
+            await conn.executemany(
+                pg_pass.task_cas(keys),
+                [pg_pass.task_cas_args(change, keys, _json_dumps) for change in group],
+            )
+        return [change.task_id for change in holding]
 
     async def migrate(self) -> None:
         """Create the schema if missing, then run the Alembic migrations.

@@ -12,7 +12,7 @@ import logging
 import uuid
 from abc import ABC, abstractmethod
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -219,7 +219,11 @@ def utcnow() -> datetime:
 
 def _run(row: Any, definition: Any = None, inputs: Any = None) -> RunRecord:
     """A run from a full row, or from a light one plus its cached immutable columns."""
-    m = row._mapping
+    return run_record(row._mapping, definition, inputs)
+
+
+def run_record(m: Mapping[str, Any], definition: Any = None, inputs: Any = None) -> RunRecord:
+    """A run from a row's mapping (full, or light plus the cached immutable columns)."""
     return RunRecord(
         id=m["id"],
         definition_name=m["definition_name"],
@@ -240,8 +244,39 @@ def _run(row: Any, definition: Any = None, inputs: Any = None) -> RunRecord:
     )
 
 
+def run_deltas(
+    requests: Sequence[tuple[str, bool]],
+    runs: Mapping[str, RunRecord],
+    fingerprints: Mapping[str, tuple[int, int]],
+    open_rows: Mapping[str, list[dict[str, Any]]],
+    layers: Mapping[str, list[LayerRecord]],
+) -> list[RunDelta | NotFound]:
+    """One :class:`RunDelta` per request (in order) from what a batched read returned."""
+    results: list[RunDelta | NotFound] = []
+    for run_id, with_layers in requests:
+        run = runs.get(run_id)
+        if run is None:
+            results.append(NotFound(f"no run {run_id!r}"))
+            continue
+        count, version_sum = fingerprints.get(run_id, (0, 0))
+        results.append(
+            RunDelta(
+                run,
+                list(open_rows.get(run_id, ())),
+                count,
+                version_sum,
+                list(layers.get(run_id, ())) if with_layers else [],
+            )
+        )
+    return results
+
+
 def _layer(row: Any) -> LayerRecord:
-    m = row._mapping
+    return layer_record(row._mapping)
+
+
+def layer_record(m: Mapping[str, Any]) -> LayerRecord:
+    """A layer from a row's mapping."""
     return LayerRecord(**{name: m[name] for name in LayerRecord.__slots__})
 
 
@@ -632,23 +667,7 @@ class SqlStore(SqlTokensMixin, SqlTriggersMixin, SqlSecretsMixin, ABC):
         layers: dict[str, list[LayerRecord]] = {}
         for r in layer_rows:
             layers.setdefault(r._mapping["run_id"], []).append(_layer(r))
-        results: list[RunDelta | NotFound] = []
-        for run_id, with_layers in requests:
-            run = runs.get(run_id)
-            if run is None:
-                results.append(NotFound(f"no run {run_id!r}"))
-                continue
-            count, version_sum = fingerprints.get(run_id, (0, 0))
-            results.append(
-                RunDelta(
-                    run,
-                    list(open_rows.get(run_id, ())),
-                    count,
-                    version_sum,
-                    list(layers.get(run_id, ())) if with_layers else [],
-                )
-            )
-        return results
+        return run_deltas(requests, runs, fingerprints, open_rows, layers)
 
     async def _read_run_row(
         self, conn: AsyncConnection, run_id: str
@@ -662,11 +681,15 @@ class SqlStore(SqlTokensMixin, SqlTriggersMixin, SqlSecretsMixin, ABC):
         return row, immutable
 
     def _run_of(self, row: Any, immutable: tuple[Any, Any] | None) -> RunRecord:
+        return self._run_from(row._mapping, immutable)
+
+    def _run_from(self, m: Mapping[str, Any], immutable: tuple[Any, Any] | None) -> RunRecord:
+        """A run from a row's mapping; a full row's immutable columns are remembered."""
         if immutable is None:
-            run = _run(row)
+            run = run_record(m)
             self._remember_run(run)
             return run
-        return _run(row, *immutable)
+        return run_record(m, *immutable)
 
     def _remember_run(self, run: RunRecord) -> None:
         self._immutable[run.id] = (run.definition, run.inputs)

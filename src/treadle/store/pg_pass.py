@@ -1,0 +1,168 @@
+"""The coordinator's per-pass read and write on PostgreSQL, on the raw asyncpg connection.
+
+Through SQLAlchemy the read of :meth:`~treadle.store.sql.SqlStore.load_run_deltas` was BEGIN,
+the runs, the fingerprinted open rows (and layers) and COMMIT, each statement's expanding
+``IN`` rendered anew per number of runs: about 1 ms for one run, most of it client-side work
+and round trips. Here each statement takes arrays, so its text never changes and asyncpg
+prepares it once per connection, and it runs outside an explicit transaction: the run row and
+the task rows were two snapshots under READ COMMITTED before as well, and the fingerprint and
+its open rows still come from one statement. The results are the generic path's, which a
+contract test compares on the same rows.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC
+from typing import Any
+
+from sqlalchemy import JSON
+
+from treadle.store import schema as t
+from treadle.store.delta import ACTIVE_STATUSES, TERMINAL_STATUSES
+from treadle.store.records import LIGHT_TASK_FIELDS, TaskChange
+from treadle.store.schema import UTCDateTime
+
+
+def _literals(values: Sequence[str]) -> str:
+    return ", ".join(f"'{value}'" for value in values)
+
+
+def _columns(names: Sequence[str], alias: str = "") -> str:
+    prefix = f"{alias}." if alias else ""
+    return ", ".join(f"{prefix}{name}" for name in names)
+
+
+RUN_COLUMNS = tuple(c.name for c in t.runs.c)
+#: The run's columns without the immutable ones a process caches (definition, inputs).
+RUN_LIGHT_COLUMNS = tuple(name for name in RUN_COLUMNS if name not in ("definition", "inputs"))
+LAYER_COLUMNS = tuple(c.name for c in t.layers.c)
+OPEN_ROW_FIELDS = (*LIGHT_TASK_FIELDS, "output")
+
+# $1: run ids.
+GET_RUNS = f"SELECT {_columns(RUN_COLUMNS)} FROM {t.runs.name} WHERE id = ANY($1::text[])"
+GET_RUNS_LIGHT = (
+    f"SELECT {_columns(RUN_LIGHT_COLUMNS)} FROM {t.runs.name} WHERE id = ANY($1::text[])"
+)
+# Each run's fingerprint (row count, sum of versions of rows not queued or running) joined to
+# its finished, unsettled rows: one statement, so both come from the same snapshot. The LEFT
+# JOIN keeps the fingerprint when no row is open.
+OPEN_ROWS = f"""
+WITH fps AS (
+    SELECT run_id AS fp_run, count(*) AS fp_count,
+           coalesce(sum(CASE WHEN status IN ({_literals(ACTIVE_STATUSES)}) THEN 0
+                             ELSE version END), 0) AS fp_sum
+    FROM {t.tasks.name}
+    WHERE run_id = ANY($1::text[])
+    GROUP BY run_id
+)
+SELECT fps.fp_run, fps.fp_count, fps.fp_sum, {_columns(OPEN_ROW_FIELDS, "tk")}
+FROM fps LEFT JOIN {t.tasks.name} AS tk
+    ON tk.run_id = fps.fp_run AND NOT tk.settled
+   AND tk.status IN ({_literals(TERMINAL_STATUSES)})
+"""
+GET_LAYERS = (
+    f"SELECT {_columns(LAYER_COLUMNS)} FROM {t.layers.name} WHERE run_id = ANY($1::text[]) "
+    "ORDER BY priority, created_at"
+)
+
+
+def open_rows(
+    records: Sequence[Any],
+) -> tuple[dict[str, tuple[int, int]], dict[str, list[dict[str, Any]]]]:
+    """Fingerprints by run, and each run's open rows, from :data:`OPEN_ROWS`'s records."""
+    fingerprints: dict[str, tuple[int, int]] = {}
+    rows: dict[str, list[dict[str, Any]]] = {}
+    for record in records:
+        run_id = record[0]
+        fingerprints[run_id] = (int(record[1]), int(record[2]))
+        if record[3] is not None:
+            rows.setdefault(run_id, []).append(dict(zip(OPEN_ROW_FIELDS, record[3:], strict=True)))
+    return fingerprints, rows
+
+
+def as_mapping(record: Any) -> Mapping[str, Any]:
+    """An asyncpg record as the mapping the record builders of ``sql`` read."""
+    return dict(record.items())
+
+
+# -- the pass's write -------------------------------------------------------------------------
+_JSON_COLUMNS = frozenset(
+    f"{table.name}.{c.name}"
+    for table in (t.tasks, t.runs)
+    for c in table.c
+    if isinstance(c.type, JSON)
+)
+_TIME_COLUMNS = frozenset(
+    f"{table.name}.{c.name}"
+    for table in (t.tasks, t.runs)
+    for c in table.c
+    if isinstance(c.type, UTCDateTime)
+)
+
+
+def _encoded(table: str, column: str, value: Any, dumps: Callable[[Any], str]) -> Any:
+    """A value as the raw connection binds it for this column: JSON as text (None as JSON
+    ``null``, as SQLAlchemy's JSON type stores it), times as aware UTC datetimes."""
+    key = f"{table}.{column}"
+    if key in _JSON_COLUMNS:
+        return dumps(value)
+    if key in _TIME_COLUMNS and value is not None:
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    return value
+
+
+def _sets(keys: Sequence[str]) -> str:
+    return ", ".join(f"{key} = ${number}" for number, key in enumerate(keys, 3))
+
+
+@functools.lru_cache(maxsize=64)
+def task_cas(keys: tuple[str, ...]) -> str:
+    """A task's compare-and-set for one set of columns ($1 id, $2 expected version)."""
+    return (
+        f"UPDATE {t.tasks.name} SET {_sets(keys)}, version = version + 1 "
+        "WHERE id = $1 AND version = $2"
+    )
+
+
+def task_cas_args(
+    change: TaskChange, keys: Sequence[str], dumps: Callable[[Any], str]
+) -> list[Any]:
+    """The parameters of :func:`task_cas` for one change."""
+    values = change.values
+    return [
+        change.task_id,
+        change.expected_version,
+        *(_encoded(t.tasks.name, key, values[key], dumps) for key in keys),
+    ]
+
+
+@functools.lru_cache(maxsize=64)
+def run_cas(keys: tuple[str, ...], light: bool) -> str:
+    """A run's compare-and-set returning the run (``light``: without its immutable columns)."""
+    columns = RUN_LIGHT_COLUMNS if light else RUN_COLUMNS
+    return (
+        f"UPDATE {t.runs.name} SET {_sets(keys)}, version = version + 1 "
+        f"WHERE id = $1 AND version = $2 RETURNING {_columns(columns)}"
+    )
+
+
+def run_cas_args(
+    run_id: str, version: int, values: Mapping[str, Any], dumps: Callable[[Any], str]
+) -> tuple[tuple[str, ...], list[Any]]:
+    """The column set and the parameters of :func:`run_cas`."""
+    keys = tuple(sorted(values))
+    args = [run_id, version, *(_encoded(t.runs.name, k, values[k], dumps) for k in keys)]
+    return keys, args
+
+
+LOCK_VERSIONS = (
+    f"SELECT id, version FROM {t.tasks.name} WHERE id = ANY($1::text[]) ORDER BY id FOR UPDATE"
+)
+MARK_SETTLED = f"UPDATE {t.tasks.name} SET settled = true WHERE id = ANY($1::text[])"
+INSERT_EVENTS = f"""
+INSERT INTO {t.events.name} (run_id, kind, actor, detail, at)
+SELECT run_id, kind, actor, detail::json, $5
+FROM unnest($1::text[], $2::text[], $3::text[], $4::text[]) AS e(run_id, kind, actor, detail)
+"""
