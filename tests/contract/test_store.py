@@ -84,6 +84,20 @@ async def test_create_run_round_trips_every_field(store: Store) -> None:
     assert await store.get_tasks("nope") == []
 
 
+async def test_create_run_records_its_events_with_it(store: Store) -> None:
+    at = await store.now()
+    run = make_run(at)
+    events = [("run.created", "api", {"definition": "demo", "n": [1]}), ("x", "me", {})]
+    await store.create_run(run, [make_task(run.id, 0, at, status="pending")], events=events)
+    got = await store.list_events(run.id)
+    assert [(e.kind, e.actor, e.detail) for e in got] == events
+    assert all(abs((e.at - at).total_seconds()) < 5 for e in got)
+    # A run that clashes is not written, and neither are its events.
+    with pytest.raises(Conflict):
+        await store.create_run(run, [], events=[("again", "api", {})])
+    assert [e.kind for e in await store.list_events(run.id)] == ["run.created", "x"]
+
+
 async def test_create_run_is_all_or_nothing(store: Store) -> None:
     run, tasks = await seed(store, 2)
     again_task = make_task(run.id, 5, run.created_at)

@@ -144,11 +144,11 @@ async def _write_run(
         parent_id=options.parent_id,
     )
     tasks = build_tasks(run.id, model, document, now)
-    await store.create_run(run, tasks, build_layers(run.id, model, now))
     detail: dict[str, Any] = {"definition": model.name, "version": run.definition_version}
     if options.paused:
         detail["paused"] = True
-    await store.add_event(run.id, "run.created", options.actor, detail)
+    event = ("run.created", options.actor, detail)
+    await store.create_run(run, tasks, build_layers(run.id, model, now), [event])
     await broker.publish(COORDINATOR_QUEUE, [run.id])
     log.info("run %s of %s created", run.id, model.name, extra={"run_id": run.id})
     return run

@@ -62,7 +62,12 @@ class Store(TriggerStore, TokenStore, SecretStore, Protocol):
         run: RunRecord,
         tasks: Sequence[TaskRecord],
         layers: Sequence[LayerRecord] = (),
-    ) -> None: ...
+        events: Sequence[tuple[str, str, dict[str, Any]]] = (),
+    ) -> None:
+        """Write a new run with its tasks and layers; ``events`` (kind, actor, detail) are
+        recorded with it, in the same transaction where the store has transactions.
+        Conflict if the run or a task exists already."""
+
     async def get_run(self, run_id: str) -> RunRecord:
         """Raises NotFound."""
 

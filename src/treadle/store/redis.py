@@ -249,7 +249,11 @@ class RedisStore(RedisTokensMixin, UnsupportedTriggersMixin, RedisSecretsMixin):
 
     # -- runs -----------------------------------------------------------------------------
     async def create_run(
-        self, run: RunRecord, tasks: Sequence[TaskRecord], layers: Sequence[LayerRecord] = ()
+        self,
+        run: RunRecord,
+        tasks: Sequence[TaskRecord],
+        layers: Sequence[LayerRecord] = (),
+        events: Sequence[tuple[str, str, dict[str, Any]]] = (),
     ) -> None:
         fields = encode_record(run)
         fields["_k"] = run_key(run.created_at, run.id)
@@ -260,6 +264,9 @@ class RedisStore(RedisTokensMixin, UnsupportedTriggersMixin, RedisSecretsMixin):
             args += _task_fields(task)
         if not await self._script(lua.PUT_RUN_AND_TASKS, args):
             raise Conflict(f"run {run.id!r} or one of its tasks exists already")
+        # Redis has no transaction across scripts: the events follow the run's own script.
+        for kind, actor, detail in events:
+            await self.add_event(run.id, kind, actor, detail)
 
     async def add_tasks(self, tasks: Sequence[TaskRecord]) -> None:
         if not tasks:

@@ -130,6 +130,10 @@ def _claim_statement(which: Any) -> Any:
 
 _CLAIM = _claim_statement(bindparam("ids", expanding=True))
 _INSERT_ATTEMPTS = insert(t.attempts)
+# Built once: ``insert(table).values(**row)`` would build and key a new statement per call.
+_INSERT_RUN = insert(t.runs)
+_INSERT_TASKS = insert(t.tasks)
+_INSERT_EVENTS = insert(t.events)
 
 
 # A run's definition and inputs never change: the coordinator's per-pass read skips them (they
@@ -433,19 +437,34 @@ class SqlStore(SqlTokensMixin, SqlTriggersMixin, SqlSecretsMixin, ABC):
         run: RunRecord,
         tasks: Sequence[TaskRecord],
         layers: Sequence[LayerRecord] = (),
+        events: Sequence[tuple[str, str, dict[str, Any]]] = (),
     ) -> None:
         values = {name: getattr(run, name) for name in RunRecord.__slots__}
         try:
             async with self._tx() as conn:
-                await conn.execute(insert(t.runs).values(**values))
+                await conn.execute(_INSERT_RUN, values)
                 if tasks:
-                    await conn.execute(insert(t.tasks), [_task_values(task) for task in tasks])
+                    await conn.execute(_INSERT_TASKS, [_task_values(task) for task in tasks])
                 if layers:
                     await conn.execute(
                         insert(t.layers),
                         [
                             {name: getattr(layer, name) for name in LayerRecord.__slots__}
                             for layer in layers
+                        ],
+                    )
+                if events:
+                    await conn.execute(
+                        _INSERT_EVENTS,
+                        [
+                            {
+                                "run_id": run.id,
+                                "at": run.created_at,
+                                "kind": kind,
+                                "actor": actor,
+                                "detail": detail,
+                            }
+                            for kind, actor, detail in events
                         ],
                     )
         except IntegrityError as exc:
