@@ -250,15 +250,22 @@ class Coordinator:
         """The run as of now: the cached copy brought up to date by a read of what is open,
         or, when that does not add up (or nothing is cached), a full read."""
         state = self._states.get(run_id)
-        delta = await self._reads.submit((run_id, state is None or state.has_layers))
-        if state is not None:
+        if state is None:
+            # Nothing cached (a new run, or a copy dropped): both reads at once, on two
+            # connections; they were two snapshots one after the other before as well.
+            delta, tasks = await asyncio.gather(
+                self._reads.submit((run_id, True)), self._full_reads.submit(run_id)
+            )
+        else:
+            delta = await self._reads.submit((run_id, state.has_layers))
             try:
                 state.absorb(delta)
                 return state, delta.layers
             except StaleState as exc:
                 self.reloads += 1
                 log.debug("reloading run %s: %s", run_id, exc)
-        state = RunState(delta.run, await self._full_reads.submit(run_id), bool(delta.layers))
+            tasks = await self._full_reads.submit(run_id)
+        state = RunState(delta.run, tasks, bool(delta.layers))
         self._states[run_id] = state
         while len(self._states) > STATE_CACHE_RUNS:
             self._states.pop(next(iter(self._states)))

@@ -21,7 +21,7 @@ from sqlalchemy import JSON
 
 from treadle.store import schema as t
 from treadle.store.delta import ACTIVE_STATUSES, TERMINAL_STATUSES
-from treadle.store.records import LIGHT_TASK_FIELDS, TaskChange
+from treadle.store.records import LIGHT_TASK_FIELDS, TaskChange, TaskRecord
 from treadle.store.schema import UTCDateTime
 
 
@@ -62,6 +62,11 @@ FROM fps LEFT JOIN {t.tasks.name} AS tk
     ON tk.run_id = fps.fp_run AND NOT tk.settled
    AND tk.status IN ({_literals(TERMINAL_STATUSES)})
 """
+TASK_COLUMNS = tuple(TaskRecord.__slots__)
+GET_TASKS = (
+    f"SELECT {_columns(TASK_COLUMNS)} FROM {t.tasks.name} WHERE run_id = ANY($1::text[]) "
+    "ORDER BY run_id, seq"
+)
 GET_LAYERS = (
     f"SELECT {_columns(LAYER_COLUMNS)} FROM {t.layers.name} WHERE run_id = ANY($1::text[]) "
     "ORDER BY priority, created_at"

@@ -240,6 +240,14 @@ class PostgresStore(SqlStore):
             )
         return [row[0] for row in rows]
 
+    async def get_tasks_many(self, run_ids: Sequence[str]) -> list[list[TaskRecord]]:
+        by_run: dict[str, list[TaskRecord]] = {run_id: [] for run_id in run_ids}
+        async with self._raw() as conn:
+            records = await conn.fetch(pg_pass.GET_TASKS, list(by_run))
+        for record in records:
+            by_run[record["run_id"]].append(TaskRecord(**dict(record.items())))
+        return [list(by_run[run_id]) for run_id in run_ids]
+
     async def load_run_deltas(
         self, requests: Sequence[tuple[str, bool]]
     ) -> list[RunDelta | NotFound]:
