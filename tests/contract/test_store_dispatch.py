@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from datetime import timedelta
 
 from tests.contract.store_records import make_run, make_task, seed
@@ -222,6 +223,53 @@ async def test_one_report_of_mixed_outcomes(store: Store) -> None:
     assert attempts[stale_attempt].status == "lost"
     assert attempts[claimed[stale.id].id].status == "running"
     assert attempts[claimed[bad.id].id].output == {"code": 2}
+
+
+async def test_a_report_claims_for_the_slots_it_frees(store: Store) -> None:
+    """finish_and_claim: the outcomes are judged as finish_attempts judges them, and the freed
+    slots go to queued, due tasks of the queue, highest priority first, in the same call."""
+    now = await store.now()
+    run = make_run(now)
+    tasks = [
+        make_task(run.id, 0, now, priority=1),
+        make_task(run.id, 1, now, priority=1),
+        make_task(run.id, 2, now, priority=0),
+        make_task(run.id, 3, now, priority=7),
+        make_task(run.id, 4, now, available_at=now + FAR, priority=9),  # not due
+        dataclasses.replace(make_task(run.id, 5, now, priority=8), queue="other"),
+    ]
+    await store.create_run(run, tasks)
+    first, second, low, high, _, _ = tasks
+    claimed = dict((t.id, a) for t, a in await store.claim([first.id, second.id], "w", 30))
+    stale = AttemptOutcome("no-such-attempt", low.id, "completed", "completed", None)
+    outcomes = [
+        AttemptOutcome(claimed[first.id].id, first.id, "completed", "completed", {"n": 1}),
+        AttemptOutcome(claimed[second.id].id, second.id, "failed", "failed", None, "boom"),
+        stale,
+    ]
+    accepted, taken = await store.finish_and_claim(outcomes, "default", 3, "w", 30)
+    assert sorted(accepted) == sorted(a.id for a in claimed.values())
+    # Only two tasks of the queue are queued and due: the higher priority comes first.
+    assert [t.id for t, _ in taken] == [high.id, low.id]
+    assert all(a.worker_id == "w" and a.status == "running" for _, a in taken)
+    by_id = {t.id: t for t in await store.get_tasks(run.id)}
+    assert [by_id[t.id].status for t in tasks] == [
+        "completed",
+        "failed",
+        "running",
+        "running",
+        "queued",
+        "queued",
+    ]
+    assert by_id[first.id].output == {"n": 1}
+    assert by_id[high.id].attempt_id == taken[0][1].id
+
+    # Nothing to report: a plain claim; a limit of 0: a plain report.
+    assert await store.finish_and_claim([], "default", 2, "w", 30) == ([], [])
+    done = [AttemptOutcome(a.id, t.id, "completed", "completed", None) for t, a in taken]
+    assert sorted((await store.finish_and_claim(done, "default", 0, "w", 30))[0]) == sorted(
+        a.id for _, a in taken
+    )
 
 
 # -- leases -------------------------------------------------------------------------------

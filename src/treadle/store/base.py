@@ -171,6 +171,18 @@ class Store(TriggerStore, TokenStore, SecretStore, Protocol):
         Returns the attempt ids that were accepted; stale ones change nothing.
         """
 
+    async def finish_and_claim(
+        self,
+        outcomes: Sequence[AttemptOutcome],
+        queue: str,
+        limit: int,
+        worker_id: str,
+        lease_seconds: float,
+    ) -> tuple[list[str], list[tuple[TaskRecord, AttemptRecord]]]:
+        """:meth:`finish_attempts`, then :meth:`claim_next` of up to ``limit`` tasks of
+        ``queue``, in one transaction where the store can: a worker hands the slots its
+        finished attempts held straight to new ones. Returns (accepted ids, claimed)."""
+
     async def renew_leases(self, attempt_ids: Sequence[str], lease_seconds: float) -> list[str]:
         """Extend live attempts; return those still valid (others must stop)."""
 

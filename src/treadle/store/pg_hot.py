@@ -1,12 +1,14 @@
-"""A worker's two hot statements on PostgreSQL, each one round trip on the raw asyncpg connection.
+"""A worker's hot statements on PostgreSQL, each one round trip on the raw asyncpg connection.
 
 Through SQLAlchemy a claim was BEGIN, a ``FOR UPDATE SKIP LOCKED`` choice, the UPDATE, the
 attempts' INSERT and COMMIT (five round trips, each statement compiled and its expanding ``IN``
 rendered anew per batch size), and a report was the same shape. Here each is one statement with
 data-modifying CTEs, sent outside an explicit transaction (a single statement is atomic), with
 arrays instead of expanding lists so the text never changes and asyncpg prepares it once per
-connection. The semantics are the generic ones of :class:`~treadle.store.sql.SqlStore`, which
-the store conformance suite checks for every backend.
+connection. A report that frees slots can claim for them in the same statement
+(:data:`FINISH_AND_CLAIM`), so a busy worker spends one round trip per batch, not two. The
+semantics are those of every store's claim and report, which the store conformance suite
+checks for every backend.
 """
 
 from __future__ import annotations
@@ -22,22 +24,26 @@ _QUEUED = TaskStatus.QUEUED.value
 _RUNNING = TaskStatus.RUNNING.value
 _TASK_COLUMNS = ", ".join(f"t.{name}" for name in TaskRecord.__slots__)
 
-# $1 queue, $2 due, $3 limit, $4 now, $5 worker id, $6 lease expiry. MATERIALIZED: the choice
-# is made once; inlined into the UPDATE, a LIMIT with SKIP LOCKED may be evaluated again and
-# move more rows than asked.
-CLAIM_NEXT = f"""
-WITH chosen AS MATERIALIZED (
+
+def _claim_ctes(queue: str, due: str, limit: str, now: str, worker: str, lease: str) -> str:
+    """A claim's CTEs (``chosen``, ``claimed``, ``recorded``) with these parameters.
+
+    MATERIALIZED: the choice is made once; inlined into the UPDATE, a LIMIT with SKIP LOCKED
+    may be evaluated again and move more rows than asked.
+    """
+    return f"""
+chosen AS MATERIALIZED (
     SELECT id FROM treadle_tasks
-    WHERE queue = $1 AND status = '{_QUEUED}' AND available_at <= $2
+    WHERE queue = {queue} AND status = '{_QUEUED}' AND available_at <= {due}
     ORDER BY priority DESC, available_at, seq
-    LIMIT $3
+    LIMIT {limit}
     FOR UPDATE SKIP LOCKED
-), moved AS (
+), claimed AS (
     UPDATE treadle_tasks AS t SET
         status = '{_RUNNING}',
         attempt_count = t.attempt_count + 1,
         attempt_id = t.id || '.' || (t.attempt_count + 1)::text,
-        started_at = $4,
+        started_at = {now},
         version = t.version + 1
     FROM chosen
     WHERE t.id = chosen.id
@@ -45,19 +51,19 @@ WITH chosen AS MATERIALIZED (
 ), recorded AS (
     INSERT INTO treadle_attempts
         (id, task_id, run_id, number, status, worker_id, started_at, lease_expires_at)
-    SELECT attempt_id, id, run_id, attempt_count, '{AttemptStatus.RUNNING.value}', $5, $4, $6
-    FROM moved
-)
-SELECT * FROM moved ORDER BY priority DESC, available_at, seq
-"""
+    SELECT attempt_id, id, run_id, attempt_count, '{AttemptStatus.RUNNING.value}', {worker},
+           {now}, {lease}
+    FROM claimed
+)"""
+
 
 # $1 attempt ids, $2 task ids, $3 attempt statuses, $4 task statuses, $5 outputs (JSON text),
 # $6 errors, $7 retry times, $8 now. The attempts still running are locked first (fencing: a
 # stale attempt changes nothing, and a sweeper cannot expire them meanwhile); a task moves only
 # while the reported attempt is still its current, running one. A retried task goes back to
 # queued, due at its retry time.
-FINISH_ATTEMPTS = f"""
-WITH reported AS (
+_FINISH_CTES = f"""
+reported AS (
     SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],
                          $6::text[], $7::timestamptz[])
         AS r(attempt_id, task_id, attempt_status, task_status, output, error, retry_at)
@@ -89,8 +95,33 @@ WITH reported AS (
         version = t.version + 1
     FROM reported AS r JOIN live ON live.id = r.attempt_id
     WHERE t.id = r.task_id AND t.attempt_id = r.attempt_id AND t.status = '{_RUNNING}'
-)
+)"""
+
+_CLAIM_ORDER = "ORDER BY priority DESC, available_at, seq"
+
+# $1 queue, $2 due, $3 limit, $4 now, $5 worker id, $6 lease expiry.
+CLAIM_NEXT = f"""
+WITH {_claim_ctes("$1", "$2", "$3", "$4", "$5", "$6")}
+SELECT * FROM claimed {_CLAIM_ORDER}
+"""
+
+FINISH_ATTEMPTS = f"""
+WITH {_FINISH_CTES}
 SELECT id FROM ended
+"""
+
+# A report that also claims for the slots it frees: $1-$8 as FINISH_ATTEMPTS, then $9 queue,
+# $10 due, $11 limit, $12 worker id, $13 lease expiry (the claim's time is $8). One snapshot:
+# the claim sees the tasks as they were before the report, so it never takes a task the
+# report moves (those were running). The first column holds the accepted attempt ids on
+# every row; a report that claims nothing still returns one row, without a task.
+FINISH_AND_CLAIM = f"""
+WITH {_FINISH_CTES},
+{_claim_ctes("$9", "$10", "$11", "$8", "$12", "$13")}
+SELECT e.accepted_ids, c.*
+FROM (SELECT array_agg(id) AS accepted_ids FROM ended) AS e
+LEFT JOIN claimed AS c ON true
+ORDER BY c.priority DESC, c.available_at, c.seq
 """
 
 
@@ -104,6 +135,17 @@ def claim_args(
 def claimed_tasks(rows: Sequence[Any]) -> list[TaskRecord]:
     """Task records from the rows :data:`CLAIM_NEXT` returned."""
     return [TaskRecord(**dict(row.items())) for row in rows]
+
+
+def finish_and_claim_results(rows: Sequence[Any]) -> tuple[list[str], list[TaskRecord]]:
+    """The accepted attempt ids and the claimed tasks from :data:`FINISH_AND_CLAIM`'s rows."""
+    accepted = list(rows[0]["accepted_ids"] or []) if rows else []
+    tasks = [
+        TaskRecord(**{name: row[name] for name in TaskRecord.__slots__})
+        for row in rows
+        if row["id"] is not None
+    ]
+    return accepted, tasks
 
 
 def _utc(value: datetime | None) -> datetime | None:

@@ -240,6 +240,33 @@ class PostgresStore(SqlStore):
             )
         return [row[0] for row in rows]
 
+    async def finish_and_claim(
+        self,
+        outcomes: Sequence[AttemptOutcome],
+        queue: str,
+        limit: int,
+        worker_id: str,
+        lease_seconds: float,
+    ) -> tuple[list[str], list[tuple[TaskRecord, AttemptRecord]]]:
+        if limit <= 0:
+            return await self.finish_attempts(outcomes), []
+        if not outcomes:
+            return [], await self.claim_next(queue, limit, worker_id, lease_seconds)
+        now = await self.now()
+        lease = now + timedelta(seconds=lease_seconds)
+        args = (
+            *pg_hot.finish_args(outcomes, now, _json_dumps),
+            queue,
+            self._due(now),
+            limit,
+            worker_id,
+            lease,
+        )
+        async with self._raw() as conn:
+            rows = await conn.fetch(pg_hot.FINISH_AND_CLAIM, *args)
+        accepted, tasks = pg_hot.finish_and_claim_results(rows)
+        return accepted, claimed_pairs(tasks, worker_id, now, lease)
+
     async def get_tasks_many(self, run_ids: Sequence[str]) -> list[list[TaskRecord]]:
         by_run: dict[str, list[TaskRecord]] = {run_id: [] for run_id in run_ids}
         async with self._raw() as conn:

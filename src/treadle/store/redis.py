@@ -595,6 +595,19 @@ class RedisStore(RedisTokensMixin, UnsupportedTriggersMixin, RedisSecretsMixin):
             ]
         return list(await self._script(lua.FINISH_ATTEMPTS, args))
 
+    async def finish_and_claim(
+        self,
+        outcomes: Sequence[AttemptOutcome],
+        queue: str,
+        limit: int,
+        worker_id: str,
+        lease_seconds: float,
+    ) -> tuple[list[str], list[tuple[TaskRecord, AttemptRecord]]]:
+        # Two scripts, each atomic. If the claim fails after the report went through, the
+        # worker reports again: those attempts are no longer running, so nothing changes.
+        accepted = await self.finish_attempts(outcomes)
+        return accepted, await self.claim_next(queue, limit, worker_id, lease_seconds)
+
     async def renew_leases(self, attempt_ids: Sequence[str], lease_seconds: float) -> list[str]:
         if not attempt_ids:
             return []

@@ -934,6 +934,17 @@ class SqlStore(SqlTokensMixin, SqlTriggersMixin, SqlSecretsMixin, ABC):
     async def finish_attempts(self, outcomes: Sequence[AttemptOutcome]) -> list[str]:
         """Each backend reports in its own fewest round trips (``pg_hot``, ``sqlite_hot``)."""
 
+    @abstractmethod
+    async def finish_and_claim(
+        self,
+        outcomes: Sequence[AttemptOutcome],
+        queue: str,
+        limit: int,
+        worker_id: str,
+        lease_seconds: float,
+    ) -> tuple[list[str], list[tuple[TaskRecord, AttemptRecord]]]:
+        """Each backend in one transaction (``pg_hot``: one statement; ``sqlite_hot``)."""
+
     async def renew_leases(self, attempt_ids: Sequence[str], lease_seconds: float) -> list[str]:
         if not attempt_ids:
             return []

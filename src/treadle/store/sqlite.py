@@ -172,6 +172,27 @@ class SqliteStore(SqlStore):
         async with self._raw_tx() as db:
             return sqlite_hot.finish_attempts(db, outcomes, now, json_dumps)
 
+    async def finish_and_claim(
+        self,
+        outcomes: Sequence[AttemptOutcome],
+        queue: str,
+        limit: int,
+        worker_id: str,
+        lease_seconds: float,
+    ) -> tuple[list[str], list[tuple[TaskRecord, AttemptRecord]]]:
+        now = await self.now()
+        lease = now + timedelta(seconds=lease_seconds)
+        async with self._raw_tx() as db:
+            accepted = sqlite_hot.finish_attempts(db, outcomes, now, json_dumps) if outcomes else []
+            tasks = (
+                sqlite_hot.claim_next(
+                    db, queue, limit, self._due(now), now, worker_id, lease, _json_loads
+                )
+                if limit > 0
+                else []
+            )
+        return accepted, claimed_pairs(tasks, worker_id, now, lease)
+
     async def migrate(self) -> None:
         from treadle.store.migrate import alembic_config
 

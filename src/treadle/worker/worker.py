@@ -37,6 +37,26 @@ from treadle.worker.runner import run_attempt
 log = logging.getLogger(__name__)
 
 
+def _log_stale(
+    outcomes: Sequence[tuple[AttemptOutcome, str, Any]], accepted: Sequence[str]
+) -> None:
+    if len(accepted) >= len(outcomes):
+        return
+    kept = set(accepted)
+    for outcome, run_id, _ in outcomes:
+        if outcome.attempt_id not in kept:
+            log.info(
+                "stale result(s) rejected by the store for attempt %s: its lease had expired "
+                "and the task moved on",
+                outcome.attempt_id,
+                extra={
+                    "run_id": run_id,
+                    "task_id": outcome.task_id,
+                    "attempt_id": outcome.attempt_id,
+                },
+            )
+
+
 def _log_outcome(
     task: TaskRecord, attempt: AttemptRecord, outcome: AttemptOutcome, seconds: float
 ) -> None:
@@ -76,6 +96,16 @@ def _ids(task: TaskRecord, attempt_id: str) -> dict[str, str]:
     return {"run_id": task.run_id, "task_id": task.id, "attempt_id": attempt_id}
 
 
+@dataclass(frozen=True, slots=True, eq=False)
+class _Lane:
+    """One served queue: its concurrency and the doorbells delivered for it (and its container
+    twin), waiting for a free slot."""
+
+    queue: str
+    slots: asyncio.Semaphore
+    inbox: asyncio.Queue[tuple[str, Delivery]]
+
+
 @dataclass(slots=True)
 class _InFlight:
     task: TaskRecord
@@ -105,8 +135,8 @@ class Worker:
         )
         self.capabilities = dict(capabilities or {})
         self._in_flight: dict[str, _InFlight] = {}
-        # (outcome, run id, the queue slot it holds until the store has recorded it)
-        self._outcomes: list[tuple[AttemptOutcome, str, asyncio.Semaphore]] = []
+        # (outcome, run id, the lane whose slot it holds until the store has recorded it)
+        self._outcomes: list[tuple[AttemptOutcome, str, _Lane]] = []
         self._logs: list[NewLog] = []
         self._wake = asyncio.Event()
         self._loops: list[asyncio.Task[None]] = []
@@ -183,6 +213,7 @@ class Worker:
         # One concurrency for the queue and its container twin: both feed one inbox.
         slots = asyncio.Semaphore(concurrency)
         inbox: asyncio.Queue[tuple[str, Delivery]] = asyncio.Queue()
+        lane = _Lane(queue, slots, inbox)
 
         async def feed(name: str) -> None:
             while True:
@@ -215,14 +246,12 @@ class Worker:
                 for name, delivery in batch:
                     by_queue.setdefault(name, []).append(delivery)
                 for name, deliveries in by_queue.items():
-                    await self._claim_batch(name, deliveries, slots)
+                    await self._claim_batch(name, deliveries, lane)
         finally:
             for feeder in feeders:
                 feeder.cancel()
 
-    async def _claim_batch(
-        self, queue: str, batch: list[Delivery], slots: asyncio.Semaphore
-    ) -> None:
+    async def _claim_batch(self, queue: str, batch: list[Delivery], lane: _Lane) -> None:
         try:
             # A doorbell says "work is ready on this queue"; which task runs is the store's
             # choice: the highest priority due one. Every queued task has rung once, so the
@@ -235,28 +264,30 @@ class Worker:
             log.warning("claim failed, giving %d messages back: %s", len(batch), exc)
             for delivery in batch:
                 await delivery.nack()
-                slots.release()
+                lane.slots.release()
             await asyncio.sleep(0.5)
             return
-        for task, attempt in claimed:
-            job = asyncio.create_task(self._execute(task, attempt, slots))
-            self._in_flight[attempt.id] = _InFlight(task, attempt, job)
+        self._start_attempts(claimed, lane)
         for _ in range(len(batch) - len(claimed)):
-            slots.release()
+            lane.slots.release()
         # Acked once the attempts are under way, so the broker's round trip does not delay
         # them (a crash before the ack redelivers doorbells whose claims then find nothing).
         # Unclaimed ones were duplicates or are not due: the store is the truth.
         await ack_all(batch)
 
-    async def _execute(
-        self, task: TaskRecord, attempt: AttemptRecord, slots: asyncio.Semaphore
+    def _start_attempts(
+        self, claimed: Sequence[tuple[TaskRecord, AttemptRecord]], lane: _Lane
     ) -> None:
-        with logcontext.bind(task.run_id, task.id, attempt.id):
-            await self._execute_bound(task, attempt, slots)
+        """Run each claimed attempt in the lane slot it was claimed for."""
+        for task, attempt in claimed:
+            job = asyncio.create_task(self._execute(task, attempt, lane))
+            self._in_flight[attempt.id] = _InFlight(task, attempt, job)
 
-    async def _execute_bound(
-        self, task: TaskRecord, attempt: AttemptRecord, slots: asyncio.Semaphore
-    ) -> None:
+    async def _execute(self, task: TaskRecord, attempt: AttemptRecord, lane: _Lane) -> None:
+        with logcontext.bind(task.run_id, task.id, attempt.id):
+            await self._execute_bound(task, attempt, lane)
+
+    async def _execute_bound(self, task: TaskRecord, attempt: AttemptRecord, lane: _Lane) -> None:
         started = asyncio.get_running_loop().time()
         metrics.IN_FLIGHT.inc()
         log.info("task %s attempt %d started", task.name, attempt.number)
@@ -291,7 +322,7 @@ class Worker:
         # The slot stays taken until the outcome is recorded: the store then never shows more
         # than N running attempts of a queue for this worker (and a store outage holds back
         # new claims instead of piling up unreported results).
-        self._outcomes.append((outcome, task.run_id, slots))
+        self._outcomes.append((outcome, task.run_id, lane))
         self._wake.set()
 
     async def _traced_attempt(self, task: TaskRecord, attempt: AttemptRecord) -> AttemptOutcome:
@@ -362,37 +393,60 @@ class Worker:
     async def _flush(self) -> None:
         logs, self._logs = self._logs, []
         outcomes, self._outcomes = self._outcomes, []
+        lane, doorbells = self._doorbells_for(outcomes)
+        claimed: list[tuple[TaskRecord, AttemptRecord]] = []
         try:
             if logs:
                 await self.store.append_logs(logs)
             if outcomes:
-                accepted = await self.store.finish_attempts([o for o, _, _ in outcomes])
-                if len(accepted) < len(outcomes):
-                    kept = set(accepted)
-                    for o, run_id, _ in outcomes:
-                        if o.attempt_id not in kept:
-                            log.info(
-                                "stale result(s) rejected by the store for attempt %s: its "
-                                "lease had expired and the task moved on",
-                                o.attempt_id,
-                                extra={
-                                    "run_id": run_id,
-                                    "task_id": o.task_id,
-                                    "attempt_id": o.attempt_id,
-                                },
-                            )
+                reported = [o for o, _, _ in outcomes]
+                if lane is not None and doorbells:
+                    accepted, claimed = await self.store.finish_and_claim(
+                        reported, lane.queue, len(doorbells), self.id, self.settings.lease_seconds
+                    )
+                else:
+                    accepted = await self.store.finish_attempts(reported)
+                _log_stale(outcomes, accepted)
         except BaseException:
             # Keep them for the next flush: nothing is lost while the store is away.
             self._logs[:0] = logs
             self._outcomes[:0] = outcomes
+            if lane is not None:
+                for item in doorbells:
+                    lane.inbox.put_nowait(item)
             raise
-        for _, _, slots in outcomes:
-            slots.release()
+        if lane is not None and claimed:
+            # The new attempts take over the slots of the reported ones.
+            self._start_attempts(claimed, lane)
+        for _, _, held in outcomes[len(claimed) :]:
+            held.slots.release()
+        if doorbells:
+            # As for any claim: doorbells beyond what was claimed were duplicates or not due.
+            await ack_all([delivery for _, delivery in doorbells])
         if outcomes:
             self.completed += len(outcomes)
             await self.broker.publish(
                 COORDINATOR_QUEUE, list(dict.fromkeys(run for _, run, _ in outcomes))
             )
+
+    def _doorbells_for(
+        self, outcomes: Sequence[tuple[AttemptOutcome, str, _Lane]]
+    ) -> tuple[_Lane | None, list[tuple[str, Delivery]]]:
+        """Doorbells already delivered for the slots this report frees, so the report can
+        claim for them in the same round trip (all outcomes of one lane, not stopping)."""
+        lanes = {id(held): held for _, _, held in outcomes}
+        if self._stopping or len(lanes) != 1:
+            return None, []
+        (lane,) = lanes.values()
+        taken: list[tuple[str, Delivery]] = []
+        others: list[tuple[str, Delivery]] = []
+        while len(taken) < len(outcomes) and not lane.inbox.empty():
+            item = lane.inbox.get_nowait()
+            # A container twin's doorbells are claimed on their own queue, by the serve loop.
+            (taken if item[0] == lane.queue else others).append(item)
+        for item in others:
+            lane.inbox.put_nowait(item)
+        return lane, taken
 
     async def _heartbeat_loop(self) -> None:
         while True:
