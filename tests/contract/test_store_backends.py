@@ -375,27 +375,45 @@ async def test_postgres_pass_write_stores_what_the_generic_one_does() -> None:
                 [(run.id, "run.completed", "coordinator", {"n": [1, 2]})],
             )
 
-        results = []
-        for write in (store.apply_decisions, functools.partial(SqlStore.apply_decisions, store)):
-            run, tasks = await seed(store, 4, status="pending")
-            _, (other,) = await seed(store, 1, status="pending")
-            await store.update_tasks([TaskChange(tasks[3].id, 1, {"status": "completed"})])
-            ((won, updated),) = await write([decision(run, tasks, other)])
-            rows = await store.get_tasks(run.id)
-            events = await store.list_events(run.id)
-            results.append(
-                (
-                    sorted({t.id: n for n, t in enumerate([*tasks, other])}[w] for w in won),
-                    _without_ids(updated),
-                    [_without_ids(r) for r in rows],
-                    _without_ids(await store.get_task(other.id)),
-                    [(e.kind, e.actor, e.detail) for e in events],
-                )
+        def chain_step(run: RunRecord, tasks: list[TaskRecord], stale: TaskRecord) -> DecisionWrite:
+            # A chain's pass: queue the next task, settle the finished ones; no run change.
+            return DecisionWrite(
+                [TaskChange(tasks[0].id, 1, {"status": "queued", "queued_at": naive})],
+                [tasks[3].id, stale.id],
+                None,
+                [],
             )
-        raw, generic = results
-        assert raw == generic
-        assert raw[0] == [0, 1, 4]
-        assert raw[4] == [("run.completed", "coordinator", {"n": [1, 2]})]
+
+        for shape in (decision, chain_step):
+            results = []
+            for write in (
+                store.apply_decisions,
+                functools.partial(SqlStore.apply_decisions, store),
+            ):
+                run, tasks = await seed(store, 4, status="pending")
+                _, (other,) = await seed(store, 1, status="pending")
+                await store.update_tasks([TaskChange(tasks[3].id, 1, {"status": "completed"})])
+                ((won, updated),) = await write([shape(run, tasks, other)])
+                rows = await store.get_tasks(run.id)
+                events = await store.list_events(run.id)
+                results.append(
+                    (
+                        sorted({t.id: n for n, t in enumerate([*tasks, other])}[w] for w in won),
+                        _without_ids(updated),
+                        [_without_ids(r) for r in rows],
+                        _without_ids(await store.get_task(other.id)),
+                        [(e.kind, e.actor, e.detail) for e in events],
+                    )
+                )
+            raw, generic = results
+            assert raw == generic
+            if shape is decision:
+                assert raw[0] == [0, 1, 4]
+                assert raw[4] == [("run.completed", "coordinator", {"n": [1, 2]})]
+            else:
+                assert raw[0] == [0]
+                assert [r["settled"] for r in raw[2]] == [False, False, False, True]
+                assert raw[3]["settled"]
     finally:
         await drop_postgres(store)
 

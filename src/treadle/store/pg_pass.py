@@ -171,3 +171,14 @@ INSERT INTO {t.events.name} (run_id, kind, actor, detail, at)
 SELECT run_id, kind, actor, detail::json, $5
 FROM unnest($1::text[], $2::text[], $3::text[], $4::text[]) AS e(run_id, kind, actor, detail)
 """
+
+
+@functools.lru_cache(maxsize=64)
+def settle_and_task_cas(keys: tuple[str, ...]) -> str:
+    """:func:`task_cas` that also marks the tasks of its last parameter (an id array) settled,
+    in the same statement; the caller keeps the changed task out of that array."""
+    settled = f"${len(keys) + 3}"
+    return (
+        f"WITH settle AS (UPDATE {t.tasks.name} SET settled = true "
+        f"WHERE id = ANY({settled}::text[])) " + task_cas(keys)
+    )

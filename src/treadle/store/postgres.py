@@ -312,26 +312,15 @@ class PostgresStore(SqlStore):
         )
         won: set[str] = set()
         updated: dict[str, RunRecord] = {}
-        events: list[tuple[str, str, str, Any]] = []
         now = await self.now() if any(run_events for _, run_events in run_writes) else None
-        async with self._raw() as conn, conn.transaction():
-            if changes:
-                won.update(await self._raw_task_cas(conn, changes))
-            if settled:
-                await conn.execute(pg_pass.MARK_SETTLED, settled)
-            for (run_id, version, values), run_events in run_writes:
-                keys, args = pg_pass.run_cas_args(run_id, version, values, _json_dumps)
-                immutable = self._immutable.get(run_id)
-                record = await conn.fetchrow(pg_pass.run_cas(keys, immutable is not None), *args)
-                if record is None:
-                    continue
-                updated[run_id] = self._run_from(pg_pass.as_mapping(record), immutable)
-                events.extend(run_events)
-            if events:
-                # Recorded only with the run's update that produced them.
-                columns = [list(column) for column in zip(*events, strict=True)]
-                columns[3] = [_json_dumps(detail) for detail in columns[3]]
-                await conn.execute(pg_pass.INSERT_EVENTS, *columns, now)
+        if not run_writes and len(changes) <= 1 and not {c.task_id for c in changes} & set(settled):
+            # A pass that queues one task and settles finished ones (a chain's step) is one
+            # statement, atomic on its own: no BEGIN and COMMIT round trips.
+            async with self._raw() as conn:
+                won.update(await self._raw_single_write(conn, changes, settled))
+        else:
+            async with self._raw() as conn, conn.transaction():
+                await self._raw_write(conn, changes, settled, run_writes, now, won, updated)
         return [
             (
                 list(dict.fromkeys(c.task_id for c in write.changes if c.task_id in won)),
@@ -339,6 +328,49 @@ class PostgresStore(SqlStore):
             )
             for write in writes
         ]
+
+    async def _raw_single_write(
+        self, conn: Any, changes: Sequence[TaskChange], settled: Sequence[str]
+    ) -> list[str]:
+        if not changes or not settled:
+            if settled:
+                await conn.execute(pg_pass.MARK_SETTLED, settled)
+            return await self._raw_task_cas(conn, changes) if changes else []
+        (only,) = changes
+        keys = tuple(sorted(only.values))
+        args = pg_pass.task_cas_args(only, keys, _json_dumps)
+        status = await conn.execute(pg_pass.settle_and_task_cas(keys), *args, settled)
+        return [only.task_id] if status == "UPDATE 1" else []
+
+    async def _raw_write(
+        self,
+        conn: Any,
+        changes: Sequence[TaskChange],
+        settled: Sequence[str],
+        run_writes: Sequence[tuple[tuple[str, int, dict[str, Any]], Sequence[Any]]],
+        now: datetime | None,
+        won: set[str],
+        updated: dict[str, RunRecord],
+    ) -> None:
+        """The general write, inside the caller's transaction."""
+        events: list[tuple[str, str, str, Any]] = []
+        if changes:
+            won.update(await self._raw_task_cas(conn, changes))
+        if settled:
+            await conn.execute(pg_pass.MARK_SETTLED, settled)
+        for (run_id, version, values), run_events in run_writes:
+            keys, args = pg_pass.run_cas_args(run_id, version, values, _json_dumps)
+            immutable = self._immutable.get(run_id)
+            record = await conn.fetchrow(pg_pass.run_cas(keys, immutable is not None), *args)
+            if record is None:
+                continue
+            updated[run_id] = self._run_from(pg_pass.as_mapping(record), immutable)
+            events.extend(run_events)
+        if events:
+            # Recorded only with the run's update that produced them.
+            columns = [list(column) for column in zip(*events, strict=True)]
+            columns[3] = [_json_dumps(detail) for detail in columns[3]]
+            await conn.execute(pg_pass.INSERT_EVENTS, *columns, now)
 
     async def _raw_task_cas(self, conn: Any, changes: Sequence[TaskChange]) -> list[str]:
         """Compare-and-set tasks on the raw connection (see :meth:`SqlStore._cas_batch`)."""
