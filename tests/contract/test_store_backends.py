@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import uuid
 from datetime import timedelta
@@ -13,7 +14,7 @@ import asyncpg
 import pytest
 from sqlalchemy import text
 
-from tests.contract.store_records import make_run, seed
+from tests.contract.store_records import make_run, make_task, seed
 from tests.contract.store_services import (
     POSTGRES_URL,
     REDIS_URL,
@@ -425,3 +426,34 @@ def _without_ids(record: Any) -> Any:
     for key in ("id", "run_id", "created_at", "attempt_id", "queued_at", "available_at"):
         fields.pop(key, None)
     return fields
+
+
+async def test_postgres_one_statement_create_run_equals_the_generic_one() -> None:
+    """store/pg_submit.py writes what SqlStore.create_run writes, events included."""
+    store = await open_postgres(f"treadle_test_{uuid.uuid4().hex[:12]}")
+    try:
+        await store.migrate()
+        now = await store.now()
+        naive = now.replace(tzinfo=None)
+        written = []
+        for create in (store.create_run, functools.partial(SqlStore.create_run, store)):
+            run = dataclasses.replace(
+                make_run(now, output=None, deadline_at=naive), labels={"ä": [1, None]}
+            )
+            tasks = [
+                make_task(run.id, 0, now, status="pending", rendered=None, output={"x": None}),
+                make_task(run.id, 1, naive, available_at=naive, settled=True, error="e"),
+            ]
+            await create(run, tasks, events=[("run.created", "api", {"v": 1})])
+            events = await store.list_events(run.id)
+            written.append(
+                (
+                    _without_ids(await store.get_run(run.id)),
+                    [_without_ids(task) for task in await store.get_tasks(run.id)],
+                    [(e.kind, e.actor, e.detail, e.at) for e in events],
+                )
+            )
+            assert (await store.get_tasks(run.id))[0] == tasks[0]  # every time aware here
+        assert written[0] == written[1]
+    finally:
+        await drop_postgres(store)

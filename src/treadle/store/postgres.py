@@ -42,8 +42,8 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
 
-from treadle.errors import ConfigError, NotFound, ServiceUnavailable
-from treadle.store import pg_hot, pg_pass
+from treadle.errors import ConfigError, Conflict, NotFound, ServiceUnavailable
+from treadle.store import pg_hot, pg_pass, pg_submit
 from treadle.store.claims import claimed_pairs
 from treadle.store.delta import RunDelta
 from treadle.store.migrate import alembic_config
@@ -239,6 +239,23 @@ class PostgresStore(SqlStore):
                 pg_hot.FINISH_ATTEMPTS, *pg_hot.finish_args(outcomes, now, _json_dumps)
             )
         return [row[0] for row in rows]
+
+    async def create_run(
+        self,
+        run: RunRecord,
+        tasks: Sequence[TaskRecord],
+        layers: Sequence[LayerRecord] = (),
+        events: Sequence[tuple[str, str, dict[str, Any]]] = (),
+    ) -> None:
+        if layers:
+            await super().create_run(run, tasks, layers, events)
+            return
+        args = pg_submit.create_run_args(run, tasks, events, _json_dumps)
+        try:
+            async with self._raw() as conn:
+                await conn.execute(pg_submit.CREATE_RUN, *args)
+        except asyncpg.IntegrityConstraintViolationError as exc:
+            raise Conflict(f"run {run.id!r} or one of its tasks exists already") from exc
 
     async def finish_and_claim(
         self,
