@@ -6,8 +6,12 @@ the runs, the fingerprinted open rows (and layers) and COMMIT, each statement's 
 and round trips. Here each statement takes arrays, so its text never changes and asyncpg
 prepares it once per connection, and it runs outside an explicit transaction: the run row and
 the task rows were two snapshots under READ COMMITTED before as well, and the fingerprint and
-its open rows still come from one statement. The results are the generic path's, which a
-contract test compares on the same rows.
+its open rows still come from one statement.
+
+The write (task compare-and-sets, settled marks, run compare-and-sets, events) keeps the
+generic path's order and locking in one transaction; a pass that changes at most one task and
+no run (a chain's step) is a single statement instead. Contract tests compare both with the
+generic paths on the same rows.
 """
 
 from __future__ import annotations

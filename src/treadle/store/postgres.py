@@ -57,7 +57,17 @@ from treadle.store.records import (
     TaskRecord,
 )
 from treadle.store.schema import UTCDateTime
-from treadle.store.sql import SqlStore, layer_record, run_deltas, utcnow
+from treadle.store.sql import (
+    RunWrite,
+    SqlStore,
+    decision_parts,
+    decision_results,
+    first_changes,
+    holding_groups,
+    layer_record,
+    run_deltas,
+    utcnow,
+)
 
 SCHEMES = ("postgresql", "postgres", "postgresql+asyncpg")
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
@@ -319,14 +329,7 @@ class PostgresStore(SqlStore):
     async def apply_decisions(
         self, writes: Sequence[DecisionWrite]
     ) -> list[tuple[list[str], RunRecord | None]]:
-        changes = [change for write in writes for change in write.changes]
-        settled = list(dict.fromkeys(task_id for write in writes for task_id in write.settled))
-        # Runs in id order, after the tasks (locked in id order): two coordinators writing
-        # overlapping batches take their locks in the same order.
-        run_writes = sorted(
-            ((w.run_change, w.events) for w in writes if w.run_change is not None),
-            key=lambda pair: pair[0][0],
-        )
+        changes, settled, run_writes = decision_parts(writes)
         won: set[str] = set()
         updated: dict[str, RunRecord] = {}
         now = await self.now() if any(run_events for _, run_events in run_writes) else None
@@ -338,13 +341,7 @@ class PostgresStore(SqlStore):
         else:
             async with self._raw() as conn, conn.transaction():
                 await self._raw_write(conn, changes, settled, run_writes, now, won, updated)
-        return [
-            (
-                list(dict.fromkeys(c.task_id for c in write.changes if c.task_id in won)),
-                updated.get(write.run_change[0]) if write.run_change else None,
-            )
-            for write in writes
-        ]
+        return decision_results(writes, won, updated)
 
     async def _raw_single_write(
         self, conn: Any, changes: Sequence[TaskChange], settled: Sequence[str]
@@ -364,7 +361,7 @@ class PostgresStore(SqlStore):
         conn: Any,
         changes: Sequence[TaskChange],
         settled: Sequence[str],
-        run_writes: Sequence[tuple[tuple[str, int, dict[str, Any]], Sequence[Any]]],
+        run_writes: Sequence[RunWrite],
         now: datetime | None,
         won: set[str],
         updated: dict[str, RunRecord],
@@ -398,14 +395,9 @@ class PostgresStore(SqlStore):
                 pg_pass.task_cas(keys), *pg_pass.task_cas_args(only, keys, _json_dumps)
             )
             return [only.task_id] if status == "UPDATE 1" else []
-        firsts: dict[str, TaskChange] = {}
-        for change in changes:
-            firsts.setdefault(change.task_id, change)
+        firsts = first_changes(changes)
         current = dict(await conn.fetch(pg_pass.LOCK_VERSIONS, list(firsts)))
-        holding = [ch for ch in firsts.values() if current.get(ch.task_id) == ch.expected_version]
-        groups: dict[tuple[str, ...], list[TaskChange]] = {}
-        for change in holding:
-            groups.setdefault(tuple(sorted(change.values)), []).append(change)
+        holding, groups = holding_groups(firsts, current)
         for keys, group in groups.items():
             await conn.executemany(
                 pg_pass.task_cas(keys),

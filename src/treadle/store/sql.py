@@ -248,6 +248,57 @@ def run_record(m: Mapping[str, Any], definition: Any = None, inputs: Any = None)
     )
 
 
+RunWrite = tuple[tuple[str, int, dict[str, Any]], Sequence[tuple[str, str, str, dict[str, Any]]]]
+
+
+def decision_parts(
+    writes: Sequence[DecisionWrite],
+) -> tuple[list[TaskChange], list[str], list[RunWrite]]:
+    """A batch of decisions as one write: task changes, settled ids, and the run changes with
+    their events, runs in id order (after the tasks, locked in id order by the batch): two
+    coordinators writing overlapping batches take their locks in the same order."""
+    changes = [change for write in writes for change in write.changes]
+    settled = list(dict.fromkeys(task_id for write in writes for task_id in write.settled))
+    run_writes: list[RunWrite] = sorted(
+        ((w.run_change, w.events) for w in writes if w.run_change is not None),
+        key=lambda pair: pair[0][0],
+    )
+    return changes, settled, run_writes
+
+
+def decision_results(
+    writes: Sequence[DecisionWrite], won: set[str], updated: Mapping[str, RunRecord]
+) -> list[tuple[list[str], RunRecord | None]]:
+    """Each decision's share of a batch's outcome: its tasks that won, its run as updated."""
+    return [
+        (
+            list(dict.fromkeys(c.task_id for c in write.changes if c.task_id in won)),
+            updated.get(write.run_change[0]) if write.run_change else None,
+        )
+        for write in writes
+    ]
+
+
+def first_changes(changes: Sequence[TaskChange]) -> dict[str, TaskChange]:
+    """The first change of each task (a batch judges a task by one expected version)."""
+    firsts: dict[str, TaskChange] = {}
+    for change in changes:
+        firsts.setdefault(change.task_id, change)
+    return firsts
+
+
+def holding_groups(
+    firsts: Mapping[str, TaskChange], current: Mapping[str, int]
+) -> tuple[list[TaskChange], dict[tuple[str, ...], list[TaskChange]]]:
+    """The changes whose expected version is the locked current one, and those grouped by
+    their set of columns (one UPDATE statement per group)."""
+    holding = [ch for ch in firsts.values() if current.get(ch.task_id) == ch.expected_version]
+    groups: dict[tuple[str, ...], list[TaskChange]] = {}
+    for change in holding:
+        groups.setdefault(tuple(sorted(change.values)), []).append(change)
+    return holding, groups
+
+
 def run_deltas(
     requests: Sequence[tuple[str, bool]],
     runs: Mapping[str, RunRecord],
@@ -728,16 +779,9 @@ class SqlStore(SqlTokensMixin, SqlTriggersMixin, SqlSecretsMixin, ABC):
     async def apply_decisions(
         self, writes: Sequence[DecisionWrite]
     ) -> list[tuple[list[str], RunRecord | None]]:
-        changes = [change for write in writes for change in write.changes]
-        settled = list(dict.fromkeys(task_id for write in writes for task_id in write.settled))
+        changes, settled, run_writes = decision_parts(writes)
         won: set[str] = set()
         updated: dict[str, RunRecord] = {}
-        # Runs in id order, after the tasks (locked in id order by the batch): two
-        # coordinators writing overlapping batches take their locks in the same order.
-        run_writes = sorted(
-            ((w.run_change, w.events) for w in writes if w.run_change is not None),
-            key=lambda pair: pair[0][0],
-        )
         async with self._tx() as conn:
             for start in range(0, len(changes), _BATCH):
                 won.update(await self._cas_batch(conn, changes[start : start + _BATCH]))
@@ -756,13 +800,7 @@ class SqlStore(SqlTokensMixin, SqlTriggersMixin, SqlSecretsMixin, ABC):
                 # Recorded only with the run's update that produced them.
                 now = await self._clock(conn)
                 await conn.execute(insert(t.events), [{**e, "at": now} for e in events])
-        return [
-            (
-                list(dict.fromkeys(c.task_id for c in write.changes if c.task_id in won)),
-                updated.get(write.run_change[0]) if write.run_change else None,
-            )
-            for write in writes
-        ]
+        return decision_results(writes, won, updated)
 
     async def _cas_run(
         self, conn: AsyncConnection, run_change: tuple[str, int, dict[str, Any]]
@@ -831,14 +869,9 @@ class SqlStore(SqlTokensMixin, SqlTriggersMixin, SqlSecretsMixin, ABC):
             single["w_version"] = only.expected_version
             result = await conn.execute(_task_cas(tuple(sorted(only.values))), single)
             return [only.task_id] if result.rowcount == 1 else []
-        firsts: dict[str, TaskChange] = {}
-        for change in changes:
-            firsts.setdefault(change.task_id, change)
+        firsts = first_changes(changes)
         current = dict((await conn.execute(_LOCK_VERSIONS, {"ids": list(firsts)})).all())
-        holding = [ch for ch in firsts.values() if current.get(ch.task_id) == ch.expected_version]
-        groups: dict[tuple[str, ...], list[TaskChange]] = {}
-        for change in holding:
-            groups.setdefault(tuple(sorted(change.values)), []).append(change)
+        holding, groups = holding_groups(firsts, current)
         for keys, group in groups.items():
             params = [
                 {
