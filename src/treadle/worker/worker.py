@@ -4,6 +4,11 @@ A doorbell from the broker names a task id. The worker claims it in the store (a
 that creates an attempt holding a lease), acknowledges the message, runs the attempt, and
 reports the outcome fenced by the attempt id. Leases are renewed by a heartbeat; an attempt
 whose lease the store no longer honours is stopped.
+
+Outcomes are reported in batches, and a slot stays taken until its outcome is recorded. When
+doorbells for the same queue are already waiting, the report claims for the slots it frees in
+the same store call (``Store.finish_and_claim``), so a busy worker makes one round trip per
+batch of work instead of a report and then a claim.
 """
 
 from __future__ import annotations
