@@ -31,6 +31,15 @@ DAG = {
         {"name": "e", "kind": "sleep", "seconds": 0.02, "depends_on": ["d"]},
     ],
 }
+#: The same graph with sleeps long enough that the work lasts well past the seconds
+#: `rabbitmqctl stop_app` takes to act, however fast the engine moves between tasks.
+SLOW_DAG = {
+    "name": "diamond-tail-slow",
+    "tasks": [
+        {**task, "seconds": 0.1} if task["kind"] == "sleep" else task
+        for task in DAG["tasks"]
+    ],
+}
 #: Short leases so attempts of a killed worker are swept within seconds.
 FAST_LEASES = {"TREADLE_LEASE_SECONDS": "3", "TREADLE_HEARTBEAT_SECONDS": "1"}
 
@@ -84,10 +93,10 @@ def test_runs_complete_when_a_worker_is_killed(
 def test_runs_complete_across_a_rabbitmq_restart(make_cluster: Callable[..., Cluster]) -> None:
     cluster = make_cluster("rabbitmq", env=FAST_LEASES)
     cluster.start(workers=2, worker_args=["--queue", "default:4"])
-    # Three times the runs of the other tests: `rabbitmqctl stop_app` takes a few seconds to
-    # act, and the outage must still find most runs unfinished.
+    # Three times the runs of the other tests, with longer sleeps: `rabbitmqctl stop_app`
+    # takes a few seconds to act, and the outage must still find most runs unfinished.
     runs = 3 * RUNS
-    cluster.post_runs(DAG, runs)
+    cluster.post_runs(SLOW_DAG, runs)
     wait_for(lambda: completed_runs(cluster) >= RUNS // 4, 180, "the first runs")
     rabbitmqctl("stop_app")
     try:
