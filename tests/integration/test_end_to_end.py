@@ -36,8 +36,7 @@ DAG = {
 SLOW_DAG = {
     "name": "diamond-tail-slow",
     "tasks": [
-        {**task, "seconds": 0.1} if task["kind"] == "sleep" else task
-        for task in DAG["tasks"]
+        {**task, "seconds": 0.1} if task["kind"] == "sleep" else task for task in DAG["tasks"]
     ],
 }
 #: Short leases so attempts of a killed worker are swept within seconds.
