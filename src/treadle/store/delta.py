@@ -23,7 +23,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from treadle.model.states import TaskStatus
 from treadle.store.base import Store
-from treadle.store.records import LayerRecord, RunRecord
+from treadle.store.records import LIGHT_TASK_FIELDS, LayerRecord, RunRecord
 
 #: Statuses a worker moves between without the coordinator: left out of the version sum.
 ACTIVE_STATUSES = (TaskStatus.QUEUED.value, TaskStatus.RUNNING.value)
@@ -56,6 +56,26 @@ class RunDeltaStore(Protocol):
 def is_unseen(status: str, settled: bool) -> bool:
     """Whether a task row with this status belongs in a :class:`RunDelta`."""
     return status in TERMINAL_STATUSES and not settled
+
+
+#: The columns of an open row in a :class:`RunDelta`.
+OPEN_ROW_FIELDS = (*LIGHT_TASK_FIELDS, "output")
+
+
+def fingerprinted_rows(
+    records: Sequence[Sequence[Any]],
+) -> tuple[dict[str, tuple[int, int]], dict[str, list[dict[str, Any]]]]:
+    """Fingerprints by run and each run's open rows, from the records of a read that returns
+    (run id, row count, version sum, *:data:`OPEN_ROW_FIELDS`) per open row, or with the
+    row's fields empty (NULL) for a run that has none open."""
+    fingerprints: dict[str, tuple[int, int]] = {}
+    rows: dict[str, list[dict[str, Any]]] = {}
+    for record in records:
+        run_id = record[0]
+        fingerprints[run_id] = (int(record[1]), int(record[2]))
+        if record[3] is not None:
+            rows.setdefault(run_id, []).append(dict(zip(OPEN_ROW_FIELDS, record[3:], strict=True)))
+    return fingerprints, rows
 
 
 def weight(status: str, version: int) -> int:

@@ -14,11 +14,12 @@ checks for every backend.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from treadle.model.states import AttemptStatus, TaskStatus
 from treadle.store.records import AttemptOutcome, TaskRecord
+from treadle.store.schema import as_utc
 
 _QUEUED = TaskStatus.QUEUED.value
 _RUNNING = TaskStatus.RUNNING.value
@@ -148,12 +149,6 @@ def finish_and_claim_results(rows: Sequence[Any]) -> tuple[list[str], list[TaskR
     return accepted, tasks
 
 
-def _utc(value: datetime | None) -> datetime | None:
-    if value is None or value.tzinfo is not None:
-        return value
-    return value.replace(tzinfo=UTC)
-
-
 def finish_args(
     outcomes: Sequence[AttemptOutcome], now: datetime, dumps: Callable[[Any], str]
 ) -> tuple[Any, ...]:
@@ -167,6 +162,6 @@ def finish_args(
         [o.task_status for o in latest],
         [dumps(o.output) for o in latest],
         [o.error for o in latest],
-        [_utc(o.retry_at) for o in latest],
+        [None if o.retry_at is None else as_utc(o.retry_at) for o in latest],
         now,
     )

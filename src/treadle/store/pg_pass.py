@@ -18,15 +18,14 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Mapping, Sequence
-from datetime import UTC
 from typing import Any
 
-from sqlalchemy import JSON
+from sqlalchemy import JSON, Table
 
 from treadle.store import schema as t
-from treadle.store.delta import ACTIVE_STATUSES, TERMINAL_STATUSES
-from treadle.store.records import LIGHT_TASK_FIELDS, TaskChange, TaskRecord
-from treadle.store.schema import UTCDateTime
+from treadle.store.delta import ACTIVE_STATUSES, OPEN_ROW_FIELDS, TERMINAL_STATUSES
+from treadle.store.records import TaskChange, TaskRecord
+from treadle.store.schema import UTCDateTime, as_utc
 
 
 def _literals(values: Sequence[str]) -> str:
@@ -42,7 +41,6 @@ RUN_COLUMNS = tuple(c.name for c in t.runs.c)
 #: The run's columns without the immutable ones a process caches (definition, inputs).
 RUN_LIGHT_COLUMNS = tuple(name for name in RUN_COLUMNS if name not in ("definition", "inputs"))
 LAYER_COLUMNS = tuple(c.name for c in t.layers.c)
-OPEN_ROW_FIELDS = (*LIGHT_TASK_FIELDS, "output")
 
 # $1: run ids.
 GET_RUNS = f"SELECT {_columns(RUN_COLUMNS)} FROM {t.runs.name} WHERE id = ANY($1::text[])"
@@ -77,49 +75,28 @@ GET_LAYERS = (
 )
 
 
-def open_rows(
-    records: Sequence[Any],
-) -> tuple[dict[str, tuple[int, int]], dict[str, list[dict[str, Any]]]]:
-    """Fingerprints by run, and each run's open rows, from :data:`OPEN_ROWS`'s records."""
-    fingerprints: dict[str, tuple[int, int]] = {}
-    rows: dict[str, list[dict[str, Any]]] = {}
-    for record in records:
-        run_id = record[0]
-        fingerprints[run_id] = (int(record[1]), int(record[2]))
-        if record[3] is not None:
-            rows.setdefault(run_id, []).append(dict(zip(OPEN_ROW_FIELDS, record[3:], strict=True)))
-    return fingerprints, rows
-
-
 def as_mapping(record: Any) -> Mapping[str, Any]:
     """An asyncpg record as the mapping the record builders of ``sql`` read."""
     return dict(record.items())
 
 
-# -- the pass's write -------------------------------------------------------------------------
-_JSON_COLUMNS = frozenset(
-    f"{table.name}.{c.name}"
-    for table in (t.tasks, t.runs)
-    for c in table.c
-    if isinstance(c.type, JSON)
-)
-_TIME_COLUMNS = frozenset(
-    f"{table.name}.{c.name}"
-    for table in (t.tasks, t.runs)
-    for c in table.c
-    if isinstance(c.type, UTCDateTime)
-)
+# -- values for the raw connection ---------------------------------------------------------
+def is_json(table: Table, column: str) -> bool:
+    """Whether the column holds JSON (sent as text and cast in the statement)."""
+    return isinstance(table.c[column].type, JSON)
 
 
-def _encoded(table: str, column: str, value: Any, dumps: Callable[[Any], str]) -> Any:
+def encoded(table: Table, column: str, value: Any, dumps: Callable[[Any], str]) -> Any:
     """A value as the raw connection binds it for this column: JSON as text (None as JSON
     ``null``, as SQLAlchemy's JSON type stores it), times as aware UTC datetimes."""
-    key = f"{table}.{column}"
-    if key in _JSON_COLUMNS:
+    if is_json(table, column):
         return dumps(value)
-    if key in _TIME_COLUMNS and value is not None:
-        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    if value is not None and isinstance(table.c[column].type, UTCDateTime):
+        return as_utc(value)
     return value
+
+
+# -- the pass's write -------------------------------------------------------------------------
 
 
 def _sets(keys: Sequence[str]) -> str:
@@ -143,7 +120,7 @@ def task_cas_args(
     return [
         change.task_id,
         change.expected_version,
-        *(_encoded(t.tasks.name, key, values[key], dumps) for key in keys),
+        *(encoded(t.tasks, key, values[key], dumps) for key in keys),
     ]
 
 
@@ -162,7 +139,7 @@ def run_cas_args(
 ) -> tuple[tuple[str, ...], list[Any]]:
     """The column set and the parameters of :func:`run_cas`."""
     keys = tuple(sorted(values))
-    args = [run_id, version, *(_encoded(t.runs.name, k, values[k], dumps) for k in keys)]
+    args = [run_id, version, *(encoded(t.runs, k, values[k], dumps) for k in keys)]
     return keys, args
 
 

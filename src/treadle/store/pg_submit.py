@@ -11,12 +11,12 @@ compares on the same records.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import JSON, BigInteger, Boolean, Integer, String, Table, Text
 
 from treadle.store import schema as t
+from treadle.store.pg_pass import encoded, is_json
 from treadle.store.records import RunRecord, TaskRecord
 from treadle.store.schema import UTCDateTime
 
@@ -40,23 +40,18 @@ def _sql_type(table: Table, name: str) -> str:
     raise TypeError(f"{table.name}.{name}: no raw type for {column_type!r}")
 
 
-def _is_json(table: Table, name: str) -> bool:
-    return isinstance(table.c[name].type, JSON)
-
-
 def _value(table: Table, name: str) -> str:
     """How a column's parameter or unnested value is written into its column."""
-    return f"{name}::json" if _is_json(table, name) else name
+    return f"{name}::json" if is_json(table, name) else name
 
 
 RUN_FIELDS = tuple(RunRecord.__slots__)
 TASK_FIELDS = tuple(TaskRecord.__slots__)
-_EVENT_FIELDS = ("kind", "actor", "detail")
 
 
 def _statement() -> str:
     run_params = ", ".join(
-        f"${n}::{_sql_type(t.runs, name)}" + ("::json" if _is_json(t.runs, name) else "")
+        f"${n}::{_sql_type(t.runs, name)}" + ("::json" if is_json(t.runs, name) else "")
         for n, name in enumerate(RUN_FIELDS, 1)
     )
     first = len(RUN_FIELDS) + 1
@@ -86,14 +81,6 @@ SELECT 1
 CREATE_RUN = _statement()
 
 
-def _encoded(table: Table, name: str, value: Any, dumps: Callable[[Any], str]) -> Any:
-    if _is_json(table, name):
-        return dumps(value)
-    if isinstance(value, datetime):
-        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-    return value
-
-
 def create_run_args(
     run: RunRecord,
     tasks: Sequence[TaskRecord],
@@ -102,9 +89,9 @@ def create_run_args(
 ) -> list[Any]:
     """The parameters of :data:`CREATE_RUN`: the run's fields, one array per task field, then
     the events' kinds, actors and details."""
-    args = [_encoded(t.runs, name, getattr(run, name), dumps) for name in RUN_FIELDS]
+    args = [encoded(t.runs, name, getattr(run, name), dumps) for name in RUN_FIELDS]
     for name in TASK_FIELDS:
-        args.append([_encoded(t.tasks, name, getattr(task, name), dumps) for task in tasks])
+        args.append([encoded(t.tasks, name, getattr(task, name), dumps) for task in tasks])
     args.append([kind for kind, _, _ in events])
     args.append([actor for _, actor, _ in events])
     args.append([dumps(detail) for _, _, detail in events])

@@ -45,7 +45,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
 from treadle.errors import ConfigError, Conflict, NotFound, ServiceUnavailable
 from treadle.store import pg_hot, pg_pass, pg_submit
 from treadle.store.claims import claimed_pairs
-from treadle.store.delta import RunDelta
+from treadle.store.delta import RunDelta, fingerprinted_rows
 from treadle.store.migrate import alembic_config
 from treadle.store.records import (
     AttemptOutcome,
@@ -66,6 +66,7 @@ from treadle.store.sql import (
     holding_groups,
     layer_record,
     run_deltas,
+    tasks_by_run,
     utcnow,
 )
 
@@ -295,20 +296,14 @@ class PostgresStore(SqlStore):
         return accepted, claimed_pairs(tasks, worker_id, now, lease)
 
     async def get_tasks_many(self, run_ids: Sequence[str]) -> list[list[TaskRecord]]:
-        by_run: dict[str, list[TaskRecord]] = {run_id: [] for run_id in run_ids}
         async with self._raw() as conn:
-            records = await conn.fetch(pg_pass.GET_TASKS, list(by_run))
-        for record in records:
-            by_run[record["run_id"]].append(TaskRecord(**dict(record.items())))
-        return [list(by_run[run_id]) for run_id in run_ids]
+            records = await conn.fetch(pg_pass.GET_TASKS, list(dict.fromkeys(run_ids)))
+        return tasks_by_run(run_ids, [TaskRecord(**dict(record.items())) for record in records])
 
     async def load_run_deltas(
         self, requests: Sequence[tuple[str, bool]]
     ) -> list[RunDelta | NotFound]:
-        ids = list(dict.fromkeys(run_id for run_id, _ in requests))
-        layered = list(dict.fromkeys(run_id for run_id, with_layers in requests if with_layers))
-        cached = {i: self._immutable[i] for i in ids if i in self._immutable}
-        full = [i for i in ids if i not in cached]
+        ids, layered, cached, full = self._delta_reads(requests)
         async with self._raw() as conn:
             full_rows = await conn.fetch(pg_pass.GET_RUNS, full) if full else []
             light_rows = await conn.fetch(pg_pass.GET_RUNS_LIGHT, list(cached)) if cached else []
@@ -320,7 +315,7 @@ class PostgresStore(SqlStore):
         for record in light_rows:
             run_id = record["id"]
             runs[run_id] = self._run_from(pg_pass.as_mapping(record), cached[run_id])
-        fingerprints, open_rows = pg_pass.open_rows(joined)
+        fingerprints, open_rows = fingerprinted_rows(joined)
         layers: dict[str, list[LayerRecord]] = {}
         for record in layer_rows:
             layers.setdefault(record["run_id"], []).append(layer_record(pg_pass.as_mapping(record)))
@@ -337,24 +332,14 @@ class PostgresStore(SqlStore):
             # A pass that queues one task and settles finished ones (a chain's step) is one
             # statement, atomic on its own: no BEGIN and COMMIT round trips.
             async with self._raw() as conn:
-                won.update(await self._raw_single_write(conn, changes, settled))
+                if changes:
+                    won.update(await self._raw_task_cas(conn, changes, settled))
+                elif settled:
+                    await conn.execute(pg_pass.MARK_SETTLED, settled)
         else:
             async with self._raw() as conn, conn.transaction():
                 await self._raw_write(conn, changes, settled, run_writes, now, won, updated)
         return decision_results(writes, won, updated)
-
-    async def _raw_single_write(
-        self, conn: Any, changes: Sequence[TaskChange], settled: Sequence[str]
-    ) -> list[str]:
-        if not changes or not settled:
-            if settled:
-                await conn.execute(pg_pass.MARK_SETTLED, settled)
-            return await self._raw_task_cas(conn, changes) if changes else []
-        (only,) = changes
-        keys = tuple(sorted(only.values))
-        args = pg_pass.task_cas_args(only, keys, _json_dumps)
-        status = await conn.execute(pg_pass.settle_and_task_cas(keys), *args, settled)
-        return [only.task_id] if status == "UPDATE 1" else []
 
     async def _raw_write(
         self,
@@ -386,15 +371,23 @@ class PostgresStore(SqlStore):
             columns[3] = [_json_dumps(detail) for detail in columns[3]]
             await conn.execute(pg_pass.INSERT_EVENTS, *columns, now)
 
-    async def _raw_task_cas(self, conn: Any, changes: Sequence[TaskChange]) -> list[str]:
-        """Compare-and-set tasks on the raw connection (see :meth:`SqlStore._cas_batch`)."""
+    async def _raw_task_cas(
+        self, conn: Any, changes: Sequence[TaskChange], settled: Sequence[str] = ()
+    ) -> list[str]:
+        """Compare-and-set tasks on the raw connection (see :meth:`SqlStore._cas_batch`).
+
+        ``settled`` (only with a single change, which it must not hold) is marked settled in
+        the same statement."""
         if len(changes) == 1:
             only = changes[0]
             keys = tuple(sorted(only.values))
-            status = await conn.execute(
-                pg_pass.task_cas(keys), *pg_pass.task_cas_args(only, keys, _json_dumps)
-            )
+            args = pg_pass.task_cas_args(only, keys, _json_dumps)
+            if settled:
+                status = await conn.execute(pg_pass.settle_and_task_cas(keys), *args, settled)
+            else:
+                status = await conn.execute(pg_pass.task_cas(keys), *args)
             return [only.task_id] if status == "UPDATE 1" else []
+        assert not settled, "settled ids ride along with a single change only"
         firsts = first_changes(changes)
         current = dict(await conn.fetch(pg_pass.LOCK_VERSIONS, list(firsts)))
         holding, groups = holding_groups(firsts, current)

@@ -40,7 +40,7 @@ from treadle.faults import pause_point
 from treadle.model.states import AttemptStatus, TaskStatus
 from treadle.store import schema as t
 from treadle.store.claims import claimed_pairs
-from treadle.store.delta import ACTIVE_STATUSES, RunDelta
+from treadle.store.delta import ACTIVE_STATUSES, RunDelta, fingerprinted_rows
 from treadle.store.records import (
     LIGHT_TASK_FIELDS,
     AttemptOutcome,
@@ -297,6 +297,14 @@ def holding_groups(
     for change in holding:
         groups.setdefault(tuple(sorted(change.values)), []).append(change)
     return holding, groups
+
+
+def tasks_by_run(run_ids: Sequence[str], tasks: Sequence[TaskRecord]) -> list[list[TaskRecord]]:
+    """Each run's tasks, in the order of ``run_ids`` (an unknown run has none)."""
+    by_run: dict[str, list[TaskRecord]] = {run_id: [] for run_id in run_ids}
+    for task in tasks:
+        by_run[task.run_id].append(task)
+    return [list(by_run[run_id]) for run_id in run_ids]
 
 
 def run_deltas(
@@ -672,11 +680,10 @@ class SqlStore(SqlTokensMixin, SqlTriggersMixin, SqlSecretsMixin, ABC):
         return (await self.get_tasks_many([run_id]))[0]
 
     async def get_tasks_many(self, run_ids: Sequence[str]) -> list[list[TaskRecord]]:
-        by_run: dict[str, list[TaskRecord]] = {run_id: [] for run_id in run_ids}
+        ids = list(dict.fromkeys(run_ids))
         async with self._tx() as conn:
-            for row in (await conn.execute(_GET_TASKS_MANY, {"ids": list(by_run)})).all():
-                by_run[row._mapping["run_id"]].append(_task(row))
-        return [list(by_run[run_id]) for run_id in run_ids]
+            rows = (await conn.execute(_GET_TASKS_MANY, {"ids": ids})).all()
+        return tasks_by_run(run_ids, [_task(row) for row in rows])
 
     async def get_children(self, parent_id: str) -> list[TaskRecord]:
         c = t.tasks.c
@@ -710,10 +717,7 @@ class SqlStore(SqlTokensMixin, SqlTriggersMixin, SqlSecretsMixin, ABC):
     async def load_run_deltas(
         self, requests: Sequence[tuple[str, bool]]
     ) -> list[RunDelta | NotFound]:
-        ids = list(dict.fromkeys(run_id for run_id, _ in requests))
-        layered = list(dict.fromkeys(run_id for run_id, with_layers in requests if with_layers))
-        cached = {i: self._immutable[i] for i in ids if i in self._immutable}
-        full = [i for i in ids if i not in cached]
+        ids, layered, cached, full = self._delta_reads(requests)
         runs: dict[str, RunRecord] = {}
         async with self._tx() as conn:
             if full:
@@ -727,17 +731,22 @@ class SqlStore(SqlTokensMixin, SqlTriggersMixin, SqlSecretsMixin, ABC):
             layer_rows = (
                 (await conn.execute(_GET_LAYERS_MANY, {"ids": layered})).all() if layered else []
             )
-        fingerprints: dict[str, tuple[int, int]] = {}
-        open_rows: dict[str, list[dict[str, Any]]] = {}
-        names = (*_LIGHT_COLUMNS, "output")
-        for r in joined:
-            fingerprints[r[0]] = (int(r[1]), int(r[2]))
-            if r[3] is not None:
-                open_rows.setdefault(r[0], []).append(dict(zip(names, r[3:], strict=True)))
+        fingerprints, open_rows = fingerprinted_rows(joined)
         layers: dict[str, list[LayerRecord]] = {}
         for r in layer_rows:
             layers.setdefault(r._mapping["run_id"], []).append(_layer(r))
         return run_deltas(requests, runs, fingerprints, open_rows, layers)
+
+    def _delta_reads(
+        self, requests: Sequence[tuple[str, bool]]
+    ) -> tuple[list[str], list[str], dict[str, tuple[Any, Any]], list[str]]:
+        """What a batched pass read asks for: every run, the runs whose layers are wanted, the
+        runs whose immutable columns this process has (with them), and the others."""
+        ids = list(dict.fromkeys(run_id for run_id, _ in requests))
+        layered = list(dict.fromkeys(run_id for run_id, with_layers in requests if with_layers))
+        cached = {i: self._immutable[i] for i in ids if i in self._immutable}
+        full = [i for i in ids if i not in cached]
+        return ids, layered, cached, full
 
     async def _read_run_row(
         self, conn: AsyncConnection, run_id: str
