@@ -87,6 +87,11 @@ class Settings(BaseSettings):
         default_factory=dict, description="Rate limits: tasks per second per queue"
     )
     automigrate: bool = True
+    worker_advances_runs: bool = Field(
+        default=True,
+        description="A worker decides the next step of a run whose open tasks it just "
+        "finished and claims it itself (off: every report goes through a coordinator)",
+    )
     lease_seconds: float = Field(default=30.0, gt=0)
     heartbeat_seconds: float = Field(default=5.0, gt=0)
     grace_seconds: float = Field(

@@ -112,3 +112,21 @@ def test_our_lost_or_missing_changes_are_ignored() -> None:
     state = RunState(RUN, [task(0)])
     state.won([TaskChange("t0", 1, {"status": "queued"})], set())
     assert state.tasks["t0"].status == "pending"
+
+
+def test_open_total_counts_what_may_still_report() -> None:
+    rows = [task(0, "queued"), task(1, "running"), task(2), task(3, "completed", settled=True)]
+    state = RunState(RUN, rows)
+    assert state.open_total == 2  # queued + running; pending and settled ones cannot report
+    state.won([TaskChange("t2", 1, {"status": "queued"})], {"t2"})
+    assert state.open_total == 3
+    finished = dataclasses.replace(rows[1], status="completed", version=2)
+    state.absorb(delta_of([rows[0], finished, state.tasks["t2"], rows[3]]))
+    assert state.open_total == 3  # finished but not yet settled still counts
+    state.settled(["t1"])
+    assert state.open_total == 2
+    parent, *kids = group(3)
+    fanned = RunState(RUN, [parent])
+    assert fanned.open_total == 1
+    fanned.expanded(TaskChange("t0", parent.version, {"status": "running"}), kids)
+    assert fanned.open_total == 1  # the children are pending

@@ -13,7 +13,7 @@ import contextvars
 import functools
 import logging
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -41,6 +41,9 @@ from treadle.store.delta import RunDelta, load_run_delta
 from treadle.store.records import DecisionWrite, LayerRecord, RunRecord, TaskRecord
 
 log = logging.getLogger(__name__)
+
+#: Takes queued tasks over in this process; returns those it did not take.
+Handover = Callable[[Sequence[TaskRecord]], Awaitable[list[TaskRecord]]]
 
 #: Runs whose pass lock this context (and the tasks it spawns) already holds: a pass may
 #: advance its own run again (a wait that fails while being parked), which must not wait on
@@ -89,6 +92,9 @@ class Coordinator:
         # Called with task ids whose attempts must stop now (in-process workers register here;
         # remote workers notice through their kill check).
         self.kill_hooks: list[Callable[[Sequence[str]], object]] = []
+        # A worker in this process that claims tasks this coordinator queued, before any
+        # doorbell rings for them; it returns the tasks it did not take (see publish).
+        self.handover: Handover | None = None
         # Waits, concurrency and rate limits, schedules, callbacks (engine/extensions.py).
         self.extensions = CoordinatorExtensions(
             store, self.advance, queue_rates=self.settings.queue_rates, broker=broker
@@ -361,10 +367,21 @@ class Coordinator:
         self._waiters.setdefault(run_id, []).append(future)
         return future
 
+    def holds_alone(self, run_id: str, reporting: int) -> bool:
+        """Whether ``reporting`` just-finished tasks are all the run had open, as far as this
+        coordinator's copy knows (or it has none yet): nobody else is then likely to be
+        advancing the run, so a worker in this process may advance it itself."""
+        state = self._states.get(run_id)
+        return state is None or state.open_total <= reporting
+
     async def publish(self, tasks: Sequence[TaskRecord]) -> None:
-        """Ring the doorbell of each task's queue."""
+        """Ring the doorbell of each task's queue (or hand the tasks to a worker here)."""
+        ready = await self.extensions.before_publish(tasks)
+        if self.handover is not None and ready:
+            # Every queued task is owed one claim: a doorbell, or the worker's claim here.
+            ready = await self.handover(ready)
         by_queue: dict[str, list[str]] = defaultdict(list)
-        for task in await self.extensions.before_publish(tasks):
+        for task in ready:
             by_queue[task.queue].append(task.id)
         for queue, ids in by_queue.items():
             await self._bells.submit((queue, ids))

@@ -36,6 +36,7 @@ class Node:
         self.roles = set(roles)
         self.service: EngineService | None = None
         self.vault: Vault | None = None
+        self._advancer: Coordinator | None = None  # a worker-only node's own coordinator
 
     async def start(self) -> EngineService:
         import_modules(self.settings.imports)
@@ -58,15 +59,11 @@ class Node:
             raise ServiceUnavailable(f"cannot start: {exc}") from exc
         service = EngineService(store, broker)
         self.service = service
+        coordinator_settings = CoordinatorSettings(
+            delivery_limit=self.settings.delivery_limit, queue_rates=self.settings.queue_rates
+        )
         if "coordinator" in self.roles:
-            service.coordinator = Coordinator(
-                store,
-                broker,
-                CoordinatorSettings(
-                    delivery_limit=self.settings.delivery_limit,
-                    queue_rates=self.settings.queue_rates,
-                ),
-            )
+            service.coordinator = Coordinator(store, broker, coordinator_settings)
             service.coordinator.extensions.set_start_run(service.start_run)
             await service.coordinator.start()
         if "worker" in self.roles:
@@ -94,6 +91,14 @@ class Node:
                 capabilities=capabilities,
                 secret_source=store_source(store, self.vault),
             )
+            if self.settings.worker_advances_runs:
+                # Without loops: it only advances the runs this worker reports (worker.py).
+                advancer = service.coordinator
+                if advancer is None:
+                    advancer = self._advancer = Coordinator(store, broker, coordinator_settings)
+                    advancer.kill_hooks.append(worker.cancel_tasks)
+                advancer.handover = worker.take_over
+                worker.advancer = advancer
             await worker.start()
             service.workers.append(worker)
             if service.coordinator is not None:
@@ -108,6 +113,9 @@ class Node:
             return
         for worker in service.workers:
             await worker.stop()  # within settings.grace_seconds
+        if self._advancer is not None:
+            await self._advancer.stop()
+            self._advancer = None
         if service.coordinator is not None:
             await service.coordinator.stop()
         await service.broker.close()

@@ -55,6 +55,9 @@ class RunState:
         self.done: dict[str, Counter[str]] = {}
         self.version_sum = 0
         self.max_seq = 0
+        # Tasks queued, running or finished but not settled, as of this copy (which does not
+        # follow claims): how many tasks of the run may still report.
+        self.open_total = 0
         ordered = sorted(tasks, key=lambda t: t.seq)
         children: Counter[str] = Counter()
         for task in ordered:
@@ -79,8 +82,10 @@ class RunState:
     # -- keeping current ------------------------------------------------------------------
     def _file(self, task: TaskRecord) -> None:
         bucket = _bucket(task)
-        if bucket == _OPEN and not task.settled and TaskStatus(task.status).terminal:
-            self.unseen[task.id] = None
+        if bucket == _OPEN:
+            self.open_total += 1
+            if not task.settled and TaskStatus(task.status).terminal:
+                self.unseen[task.id] = None
         if task.parent_id is None:
             return
         if bucket == _PENDING:
@@ -93,6 +98,8 @@ class RunState:
     def _unfile(self, task: TaskRecord) -> None:
         bucket = _bucket(task)
         self.unseen.pop(task.id, None)
+        if bucket == _OPEN:
+            self.open_total -= 1
         if task.parent_id is None:
             return
         if bucket == _PENDING:

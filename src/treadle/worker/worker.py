@@ -9,6 +9,12 @@ Outcomes are reported in batches, and a slot stays taken until its outcome is re
 doorbells for the same queue are already waiting, the report claims for the slots it frees in
 the same store call (``Store.finish_and_claim``), so a busy worker makes one round trip per
 batch of work instead of a report and then a claim.
+
+A worker may also advance the runs it reports (``advancer``, a coordinator of its own without
+loops): when the tasks it just finished were all the run had open, it decides the next step
+itself and claims the tasks that pass queued for its own free slots, with no message to the
+coordinator and no doorbell. Any other run goes to the coordinators' queue as before; what
+the worker leaves undone (it crashes in between) the coordinators' sweep finds.
 """
 
 from __future__ import annotations
@@ -19,9 +25,10 @@ import logging
 import os
 import socket
 import uuid
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from treadle.broker._common import ack_all
 from treadle.broker.base import COORDINATOR_QUEUE, Broker, Delivery
@@ -38,6 +45,9 @@ from treadle.store.records import (
     WorkerRecord,
 )
 from treadle.worker.runner import run_attempt
+
+if TYPE_CHECKING:
+    from treadle.engine.coordinator import Coordinator
 
 log = logging.getLogger(__name__)
 
@@ -149,6 +159,10 @@ class Worker:
         self._closing = False
         self.completed = 0
         self._traceparents: dict[str, str | None] = {}
+        # Broker queue name -> the lane serving it (a queue and its container twin share one).
+        self._lanes: dict[str, _Lane] = {}
+        #: Advances the runs this worker reported when it holds them alone (module docstring).
+        self.advancer: Coordinator | None = None
 
     # -- lifecycle ------------------------------------------------------------------------
     async def start(self) -> None:
@@ -181,8 +195,15 @@ class Worker:
                 job.cancel()
             if pending:
                 await asyncio.wait(pending, timeout=10)
-        await self._flush()
+        # The flush loop may be sending outcomes right now: cancelled mid-call it would put
+        # them back in memory with nobody left to send them. Let it end its round, then send
+        # whatever is left here.
         self._closing = True
+        flusher = [t for t in self._loops if t.get_name() == "worker-flush"]
+        if flusher:
+            self._wake.set()
+            await asyncio.wait(flusher, timeout=self.settings.lease_seconds)
+        await self._flush()
         for task in self._loops:
             task.cancel()
         for task in self._loops:
@@ -219,6 +240,8 @@ class Worker:
         slots = asyncio.Semaphore(concurrency)
         inbox: asyncio.Queue[tuple[str, Delivery]] = asyncio.Queue()
         lane = _Lane(queue, slots, inbox)
+        for name in self.broker_queues(queue):
+            self._lanes[name] = lane
 
         async def feed(name: str) -> None:
             while True:
@@ -430,9 +453,61 @@ class Worker:
             await ack_all([delivery for _, delivery in doorbells])
         if outcomes:
             self.completed += len(outcomes)
-            await self.broker.publish(
-                COORDINATOR_QUEUE, list(dict.fromkeys(run for _, run, _ in outcomes))
-            )
+            await self._advance_reported(Counter(run for _, run, _ in outcomes))
+
+    async def _advance_reported(self, reported: Counter[str]) -> None:
+        """Advance here the runs this worker holds alone; the coordinators get the others."""
+        advancer = self.advancer
+        mine = [r for r, n in reported.items() if advancer and advancer.holds_alone(r, n)]
+        others = [r for r in reported if r not in mine]
+        if advancer is not None and mine:
+            try:
+                await advancer.advance(mine)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning(
+                    "advancing %d run(s) here failed, the coordinator will: %s", len(mine), exc
+                )
+                others.extend(mine)
+        if others:
+            await self.broker.publish(COORDINATOR_QUEUE, others)
+
+    async def take_over(self, tasks: Sequence[TaskRecord]) -> list[TaskRecord]:
+        """Claim for just-queued tasks on free slots of this worker's lanes, instead of
+        their doorbells; return the tasks left to ring for (no free slot, or none claimed).
+
+        A doorbell names no task (the store picks the best due one), so claims made here
+        stand for as many queued tasks of the same queue.
+        """
+        by_queue: dict[str, list[TaskRecord]] = {}
+        for task in tasks:
+            by_queue.setdefault(task.queue, []).append(task)
+        left: list[TaskRecord] = []
+        for name, group in by_queue.items():
+            lane = self._lanes.get(name)
+            taken = 0
+            while lane is not None and not self._stopping and taken < len(group):
+                if lane.slots.locked():
+                    break
+                await lane.slots.acquire()  # free: returns at once
+                taken += 1
+            if lane is None or taken == 0:
+                left.extend(group)
+                continue
+            try:
+                claimed = await self.store.claim_next(
+                    name, taken, self.id, self.settings.lease_seconds
+                )
+            except Exception as exc:
+                metrics.STORE_ERRORS.labels("claim").inc()
+                log.warning("claim for handed-over tasks failed, ringing for them: %s", exc)
+                claimed = []
+            self._start_attempts(claimed, lane)
+            for _ in range(taken - len(claimed)):
+                lane.slots.release()
+            left.extend(group[len(claimed) :])
+        return left
 
     def _doorbells_for(
         self, outcomes: Sequence[tuple[AttemptOutcome, str, _Lane]]

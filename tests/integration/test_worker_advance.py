@@ -1,0 +1,52 @@
+"""Workers advance the runs they hold alone (worker.py, ``worker_advances_runs``).
+
+A worker that finished every open task of a run decides the run's next step itself and claims
+what that queued for its own free slot: a chain then stays on the worker that ran its first
+step, with no doorbell in between. With the setting off every report goes through the
+coordinator and each step's doorbell goes to whichever worker is waiting, so chains spread.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable
+
+import pytest
+
+from tests.integration.cluster import Cluster
+
+pytestmark = [pytest.mark.services, pytest.mark.slow, pytest.mark.timeout(180)]
+
+STEPS = 8
+RUNS = 3
+
+
+@pytest.mark.parametrize("advances", [True, False], ids=["worker-advances", "coordinator-only"])
+def test_a_chain_stays_on_the_worker_that_advances_it(
+    make_cluster: Callable[..., Cluster], advances: bool
+) -> None:
+    setting = {"TREADLE_WORKER_ADVANCES_RUNS": "true" if advances else "false"}
+    cluster = make_cluster("redis", env=setting)
+    cluster.start(workers=2, worker_args=("--queue", "default:4"))
+    chain = {"name": "steps", "tasks": [{"name": f"s{i}", "kind": "noop"} for i in range(STEPS)]}
+    cluster.post_runs(chain, RUNS)
+    assert cluster.wait_runs_finished(RUNS, timeout=90) == {"completed": RUNS}
+    rows = cluster.sql(
+        "SELECT a.run_id, a.worker_id, t.name FROM treadle_attempts a "
+        "JOIN treadle_tasks t ON t.id = a.task_id WHERE a.status = 'completed'"
+    )
+    steps: dict[str, list[str]] = defaultdict(list)
+    workers: dict[str, set[str]] = defaultdict(set)
+    for row in rows:
+        steps[row["run_id"]].append(row["name"])
+        workers[row["run_id"]].add(row["worker_id"])
+    # Every step ran exactly once, however it was dispatched.
+    assert len(steps) == RUNS
+    assert all(sorted(names) == sorted(f"s{i}" for i in range(STEPS)) for names in steps.values())
+    assert cluster.double_completions() == []
+    spans = sorted(len(found) for found in workers.values())
+    if advances:
+        assert spans == [1] * RUNS, workers
+    else:
+        # Doorbells go to the worker blocked longest: over 24 steps both take part.
+        assert spans[-1] == 2, workers
