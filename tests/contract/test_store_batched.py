@@ -87,6 +87,24 @@ async def test_run_delta_reads_open_rows_and_a_fingerprint(store: Store) -> None
     assert (await load_run_delta(store, run.id)).version_sum == 8
 
 
+async def test_repeated_deltas_of_several_runs_each_hold_their_run(store: Store) -> None:
+    # The second read of a run may take its row with its task rows (PostgreSQL, once the
+    # run's immutable columns are held): a run without any task row must still come back.
+    empty, _ = await seed(store, 0)
+    run, tasks = await seed(store, 2, status="pending")
+    requests = [(empty.id, False), (run.id, False)]
+    first = await load_run_deltas(store, requests)
+    await store.update_tasks([TaskChange(tasks[0].id, 1, {"status": "skipped"})])
+    again = await load_run_deltas(store, requests)
+    for before, after, run_id in zip(first, again, (empty.id, run.id), strict=True):
+        assert isinstance(before, RunDelta) and isinstance(after, RunDelta)
+        assert before.run == after.run == await store.get_run(run_id)
+    assert isinstance(again[0], RunDelta) and isinstance(again[1], RunDelta)
+    assert (again[0].rows, again[0].task_count, again[0].version_sum) == ([], 0, 0)
+    assert [row["id"] for row in again[1].rows] == [tasks[0].id]
+    assert (again[1].task_count, again[1].version_sum) == (2, 3)
+
+
 async def test_run_delta_of_a_missing_run_is_not_found(store: Store) -> None:
     with pytest.raises(NotFound):
         await load_run_delta(store, "no-such-run")

@@ -54,7 +54,7 @@ GET_RUNS_LIGHT = (
 # tasks have finished a plan through it visited thousands of dead rows (0.04 -> 2 ms).
 OPEN_ROWS = f"""
 SELECT fp_run, fp_count, fp_sum,
-       {", ".join(f"CASE WHEN fp_open THEN {name} END" for name in OPEN_ROW_FIELDS)}
+       {", ".join(f"CASE WHEN fp_open THEN {name} END AS open_{name}" for name in OPEN_ROW_FIELDS)}
 FROM (
     SELECT run_id AS fp_run,
            count(*) OVER per_run AS fp_count,
@@ -68,6 +68,14 @@ FROM (
     WINDOW per_run AS (PARTITION BY run_id)
 ) AS scanned
 WHERE fp_open OR fp_row = 1
+"""
+#: Where a record of :data:`OPEN_ROWS` ends in :data:`OPEN_ROWS_WITH_RUNS`.
+OPEN_ROWS_WIDTH = 3 + len(OPEN_ROW_FIELDS)
+# OPEN_ROWS with each run's light columns after them: a pass over a run whose immutable
+# columns the process holds reads in one round trip. A run without task rows is missing.
+OPEN_ROWS_WITH_RUNS = f"""
+SELECT opened.*, {_columns(RUN_LIGHT_COLUMNS, "r")}
+FROM ({OPEN_ROWS}) AS opened JOIN {t.runs.name} AS r ON r.id = opened.fp_run
 """
 TASK_COLUMNS = tuple(TaskRecord.__slots__)
 GET_TASKS = (

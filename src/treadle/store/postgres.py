@@ -304,12 +304,30 @@ class PostgresStore(SqlStore):
         self, requests: Sequence[tuple[str, bool]]
     ) -> list[RunDelta | NotFound]:
         ids, layered, cached, full = self._delta_reads(requests)
+        runs: dict[str, RunRecord] = {}
         async with self._raw() as conn:
             full_rows = await conn.fetch(pg_pass.GET_RUNS, full) if full else []
-            light_rows = await conn.fetch(pg_pass.GET_RUNS_LIGHT, list(cached)) if cached else []
-            joined = await conn.fetch(pg_pass.OPEN_ROWS, ids)
+            if full:
+                light_rows = (
+                    await conn.fetch(pg_pass.GET_RUNS_LIGHT, list(cached)) if cached else []
+                )
+                joined = await conn.fetch(pg_pass.OPEN_ROWS, ids)
+            else:
+                # Every run's immutable columns are here: its row comes with its task rows.
+                joined = []
+                for record in await conn.fetch(pg_pass.OPEN_ROWS_WITH_RUNS, ids):
+                    joined.append(record[: pg_pass.OPEN_ROWS_WIDTH])
+                    run_id = record["fp_run"]
+                    if run_id not in runs:
+                        light = zip(
+                            pg_pass.RUN_LIGHT_COLUMNS,
+                            record[pg_pass.OPEN_ROWS_WIDTH :],
+                            strict=True,
+                        )
+                        runs[run_id] = self._run_from(dict(light), cached[run_id])
+                taskless = [run_id for run_id in ids if run_id not in runs]
+                light_rows = await conn.fetch(pg_pass.GET_RUNS_LIGHT, taskless) if taskless else []
             layer_rows = await conn.fetch(pg_pass.GET_LAYERS, layered) if layered else []
-        runs: dict[str, RunRecord] = {}
         for record in full_rows:
             runs[record["id"]] = self._run_from(pg_pass.as_mapping(record), None)
         for record in light_rows:
