@@ -26,8 +26,9 @@ _RUNNING = TaskStatus.RUNNING.value
 _TASK_COLUMNS = ", ".join(f"t.{name}" for name in TaskRecord.__slots__)
 
 
-def _claim_ctes(queue: str, due: str, limit: str, now: str, worker: str, lease: str) -> str:
-    """A claim's CTEs (``chosen``, ``claimed``, ``recorded``) with these parameters.
+def _claim_ctes(which: str, due: str, limit: str, now: str, worker: str, lease: str) -> str:
+    """A claim's CTEs (``chosen``, ``claimed``, ``recorded``) with these parameters; ``which``
+    picks the candidates (one queue's, or given ids).
 
     MATERIALIZED: the choice is made once; inlined into the UPDATE, a LIMIT with SKIP LOCKED
     may be evaluated again and move more rows than asked.
@@ -35,7 +36,7 @@ def _claim_ctes(queue: str, due: str, limit: str, now: str, worker: str, lease: 
     return f"""
 chosen AS MATERIALIZED (
     SELECT id FROM treadle_tasks
-    WHERE queue = {queue} AND status = '{_QUEUED}' AND available_at <= {due}
+    WHERE {which} AND status = '{_QUEUED}' AND available_at <= {due}
     ORDER BY priority DESC, available_at, seq
     LIMIT {limit}
     FOR UPDATE SKIP LOCKED
@@ -102,7 +103,13 @@ _CLAIM_ORDER = "ORDER BY priority DESC, available_at, seq"
 
 # $1 queue, $2 due, $3 limit, $4 now, $5 worker id, $6 lease expiry.
 CLAIM_NEXT = f"""
-WITH {_claim_ctes("$1", "$2", "$3", "$4", "$5", "$6")}
+WITH {_claim_ctes("queue = $1", "$2", "$3", "$4", "$5", "$6")}
+SELECT * FROM claimed {_CLAIM_ORDER}
+"""
+
+# $1 task ids, $2 due, $3 limit (the number of ids), $4 now, $5 worker id, $6 lease expiry.
+CLAIM_IDS = f"""
+WITH {_claim_ctes("id = ANY($1::text[])", "$2", "$3", "$4", "$5", "$6")}
 SELECT * FROM claimed {_CLAIM_ORDER}
 """
 
@@ -118,7 +125,7 @@ SELECT id FROM ended
 # every row; a report that claims nothing still returns one row, without a task.
 FINISH_AND_CLAIM = f"""
 WITH {_FINISH_CTES},
-{_claim_ctes("$9", "$10", "$11", "$8", "$12", "$13")}
+{_claim_ctes("queue = $9", "$10", "$11", "$8", "$12", "$13")}
 SELECT e.accepted_ids, c.*
 FROM (SELECT array_agg(id) AS accepted_ids FROM ended) AS e
 LEFT JOIN claimed AS c ON true
@@ -127,10 +134,16 @@ ORDER BY c.priority DESC, c.available_at, c.seq
 
 
 def claim_args(
-    queue: str, limit: int, due: datetime, now: datetime, worker_id: str, lease: datetime
+    which: str | list[str],
+    limit: int,
+    due: datetime,
+    now: datetime,
+    worker_id: str,
+    lease: datetime,
 ) -> tuple[Any, ...]:
-    """The parameters of :data:`CLAIM_NEXT`."""
-    return (queue, due, limit, now, worker_id, lease)
+    """The parameters of :data:`CLAIM_NEXT` (``which``: the queue) or :data:`CLAIM_IDS`
+    (the task ids)."""
+    return (which, due, limit, now, worker_id, lease)
 
 
 def claimed_tasks(rows: Sequence[Any]) -> list[TaskRecord]:

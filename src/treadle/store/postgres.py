@@ -241,6 +241,19 @@ class PostgresStore(SqlStore):
             rows = await conn.fetch(pg_hot.CLAIM_NEXT, *args)
         return claimed_pairs(pg_hot.claimed_tasks(rows), worker_id, now, lease)
 
+    async def claim(
+        self, task_ids: Sequence[str], worker_id: str, lease_seconds: float
+    ) -> list[tuple[TaskRecord, AttemptRecord]]:
+        ids = list(dict.fromkeys(task_ids))
+        if not ids:
+            return []
+        now = await self.now()
+        lease = now + timedelta(seconds=lease_seconds)
+        args = pg_hot.claim_args(ids, len(ids), self._due(now), now, worker_id, lease)
+        async with self._raw() as conn:
+            rows = await conn.fetch(pg_hot.CLAIM_IDS, *args)
+        return claimed_pairs(pg_hot.claimed_tasks(rows), worker_id, now, lease)
+
     async def finish_attempts(self, outcomes: Sequence[AttemptOutcome]) -> list[str]:
         if not outcomes:
             return []

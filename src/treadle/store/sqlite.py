@@ -165,6 +165,20 @@ class SqliteStore(SqlStore):
             )
         return claimed_pairs(tasks, worker_id, now, lease)
 
+    async def claim(
+        self, task_ids: Sequence[str], worker_id: str, lease_seconds: float
+    ) -> list[tuple[TaskRecord, AttemptRecord]]:
+        ids = list(dict.fromkeys(task_ids))
+        if not ids:
+            return []
+        now = await self.now()
+        lease = now + timedelta(seconds=lease_seconds)
+        async with self._raw_tx() as db:
+            tasks = sqlite_hot.claim_next(
+                db, ids, len(ids), self._due(now), now, worker_id, lease, _json_loads
+            )
+        return claimed_pairs(tasks, worker_id, now, lease)
+
     async def finish_attempts(self, outcomes: Sequence[AttemptOutcome]) -> list[str]:
         if not outcomes:
             return []

@@ -11,6 +11,7 @@ JSON: orjson text, ``None`` as ``null``), and the semantics are those of
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
@@ -42,6 +43,10 @@ WHERE id IN (
 )
 RETURNING {", ".join(_COLUMNS)}
 """
+# The same for given task ids (a JSON array of them).
+CLAIM_IDS = CLAIM_NEXT.replace(
+    "WHERE queue = :queue AND", "WHERE id IN (SELECT value FROM json_each(:ids)) AND"
+)
 INSERT_ATTEMPT = f"""
 INSERT INTO treadle_attempts
     (id, task_id, run_id, number, status, worker_id, started_at, lease_expires_at)
@@ -95,7 +100,7 @@ def task_from_row(row: Sequence[Any], loads: Callable[[Any], Any]) -> TaskRecord
 
 def claim_next(
     db: sqlite3.Connection,
-    queue: str,
+    queue: str | list[str],
     limit: int,
     due: datetime,
     now: datetime,
@@ -103,11 +108,14 @@ def claim_next(
     lease_expires_at: datetime,
     loads: Callable[[Any], Any],
 ) -> list[TaskRecord]:
-    """Move up to ``limit`` best ready tasks of ``queue`` to running and record their attempts."""
+    """Move up to ``limit`` best ready tasks of ``queue`` (a name, or a list of task ids) to
+    running and record their attempts."""
     started = stamp(now)
-    rows = db.execute(
-        CLAIM_NEXT, {"now": started, "queue": queue, "due": stamp(due), "limit": limit}
-    ).fetchall()
+    params: dict[str, Any] = {"now": started, "due": stamp(due), "limit": limit}
+    if isinstance(queue, str):
+        rows = db.execute(CLAIM_NEXT, {**params, "queue": queue}).fetchall()
+    else:
+        rows = db.execute(CLAIM_IDS, {**params, "ids": json.dumps(queue)}).fetchall()
     tasks = [task_from_row(row, loads) for row in rows]
     # RETURNING gives no order; a claim hands tasks out best first.
     tasks.sort(key=lambda task: (-task.priority, task.available_at or now, task.seq))

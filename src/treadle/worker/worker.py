@@ -477,8 +477,10 @@ class Worker:
         """Claim for just-queued tasks on free slots of this worker's lanes, instead of
         their doorbells; return the tasks left to ring for (no free slot, or none claimed).
 
-        A doorbell names no task (the store picks the best due one), so claims made here
-        stand for as many queued tasks of the same queue.
+        The very tasks are claimed (not the queue's best), so a run's next step stays with
+        the worker that has the run's state at hand, and two workers advancing different runs
+        do not take each other's next steps. A task not claimed here (another worker's
+        doorbell claim took it, or it is not due yet) gets its doorbell as usual.
         """
         by_queue: dict[str, list[TaskRecord]] = {}
         for task in tasks:
@@ -495,9 +497,10 @@ class Worker:
             if lane is None or taken == 0:
                 left.extend(group)
                 continue
+            wanted = group[:taken]
             try:
-                claimed = await self.store.claim_next(
-                    name, taken, self.id, self.settings.lease_seconds
+                claimed = await self.store.claim(
+                    [task.id for task in wanted], self.id, self.settings.lease_seconds
                 )
             except Exception as exc:
                 metrics.STORE_ERRORS.labels("claim").inc()
@@ -506,7 +509,8 @@ class Worker:
             self._start_attempts(claimed, lane)
             for _ in range(taken - len(claimed)):
                 lane.slots.release()
-            left.extend(group[len(claimed) :])
+            got = {task.id for task, _ in claimed}
+            left.extend(task for task in group if task.id not in got)
         return left
 
     def _doorbells_for(
