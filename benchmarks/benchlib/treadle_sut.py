@@ -142,7 +142,8 @@ class TreadleSystem:
         await store.migrate()
         broker = open_broker(broker_url)
         await broker.connect()
-        self.service = EngineService(store, broker)
+        # As `treadle api` with default settings submits (no queue rate limits).
+        self.service = EngineService(store, broker, queue_rates={})
         env = child_env()
         base = [python(), "-m", "treadle.cli.main"]
         common = ["--db", db, "--broker", broker_url, "--no-automigrate"]

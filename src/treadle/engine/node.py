@@ -57,7 +57,7 @@ class Node:
         except Exception as exc:
             await store.close()
             raise ServiceUnavailable(f"cannot start: {exc}") from exc
-        service = EngineService(store, broker)
+        service = EngineService(store, broker, self.settings.queue_rates)
         self.service = service
         coordinator_settings = CoordinatorSettings(
             delivery_limit=self.settings.delivery_limit, queue_rates=self.settings.queue_rates

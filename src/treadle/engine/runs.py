@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections import defaultdict
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from treadle.broker.base import COORDINATOR_QUEUE, Broker
+from treadle.engine.first_pass import first_pass
 from treadle.errors import InvalidState
 from treadle.model.definition import Definition
 from treadle.model.inputs import resolve_inputs
@@ -92,8 +95,16 @@ async def create_run(
     definition: str | dict[str, Any],
     inputs: dict[str, Any] | None,
     options: RunOptions,
+    queue_rates: Mapping[str, float] | None = None,
 ) -> RunRecord:
-    """Validate, write the rows, record the event and ring the coordinator's bell."""
+    """Validate, write the rows, record the event and ring the coordinator's bell.
+
+    With ``queue_rates`` (the queues' rate limits, as coordinators apply them) a native run's
+    first pass is made here when it only queues tasks (:mod:`treadle.engine.first_pass`):
+    the run is written started, with those tasks queued, and their doorbells ring at once.
+    Runs of the seed dialects keep the coordinator's first pass: their APIs answer a submit
+    with the job as accepted (pending), as the engines they imitate do.
+    """
     dialect = options.dialect
     if isinstance(definition, str):
         record = await store.get_definition(definition, options.version)
@@ -111,7 +122,9 @@ async def create_run(
     run_id = options.run_id or new_id()
     attributes = {"treadle.run_id": run_id, "treadle.definition": model.name}
     with tracing.span("treadle.run.submit", attributes):
-        return await _write_run(store, broker, run_id, model, resolved, dialect, options)
+        return await _write_run(
+            store, broker, run_id, model, resolved, dialect, options, queue_rates
+        )
 
 
 async def _write_run(
@@ -122,6 +135,7 @@ async def _write_run(
     resolved: dict[str, Any],
     dialect: str,
     options: RunOptions,
+    queue_rates: Mapping[str, float] | None,
 ) -> RunRecord:
     document = model.to_document()
     document.setdefault("version", model.version)
@@ -148,7 +162,23 @@ async def _write_run(
     if options.paused:
         detail["paused"] = True
     event = ("run.created", options.actor, detail)
-    await store.create_run(run, tasks, build_layers(run.id, model, now), [event])
-    await broker.publish(COORDINATOR_QUEUE, [run.id])
+    layers = build_layers(run.id, model, now)
+    started = (
+        first_pass(run, tasks, layers, now, queue_rates)
+        if queue_rates is not None and dialect == "native"
+        else None
+    )
+    if started is None:
+        await store.create_run(run, tasks, layers, [event])
+        await broker.publish(COORDINATOR_QUEUE, [run.id])
+    else:
+        await store.create_run(started.run, started.tasks, layers, [event, *started.events])
+        by_queue: dict[str, list[str]] = defaultdict(list)
+        for task in started.queued:
+            by_queue[task.queue].append(task.id)
+        for queue, ids in by_queue.items():
+            await broker.publish(queue, ids)
+        tracing.record_dispatch(started.run, started.queued)
+        run = started.run
     log.info("run %s of %s created", run.id, model.name, extra={"run_id": run.id})
     return run

@@ -11,7 +11,7 @@ import contextlib
 import json
 import logging
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from treadle.broker.base import Broker
@@ -52,9 +52,14 @@ def _canonical(doc: dict[str, Any]) -> str:
 class EngineService:
     """Definitions, runs and control operations over one store and broker."""
 
-    def __init__(self, store: Store, broker: Broker) -> None:
+    def __init__(
+        self, store: Store, broker: Broker, queue_rates: Mapping[str, float] | None = None
+    ) -> None:
         self.store = store
         self.broker = broker
+        # The queues' rate limits as the coordinators apply them; known, they let a new run's
+        # first pass be made as it is created (engine/first_pass.py). None: unknown, leave it.
+        self.queue_rates = None if queue_rates is None else dict(queue_rates)
         self.coordinator: Coordinator | None = None
         self.workers: list[Worker] = []
         self.control = Control(store, broker, kill=self.kill_local)
@@ -144,7 +149,9 @@ class EngineService:
             parent_id=parent_id,
             paused=paused,
         )
-        return await create_run(self.store, self.broker, definition, inputs, options)
+        return await create_run(
+            self.store, self.broker, definition, inputs, options, self.queue_rates
+        )
 
     @staticmethod
     def build_tasks(
