@@ -32,7 +32,9 @@ def test_kill_9_mid_run_then_restart_finishes_the_run(tmp_path: Path) -> None:
             deadline = time.monotonic() + 20
             while True:
                 tasks = client.get(f"/api/v1/runs/{run_id}").json()["tasks"]
-                if tasks[1]["status"] == "running":
+                # Running in the store and its body under way: an attempt is claimed before
+                # its process starts, and the kill must come after both.
+                if tasks[1]["status"] == "running" and marker.exists():
                     break
                 assert time.monotonic() < deadline
                 time.sleep(0.05)
