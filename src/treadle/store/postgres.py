@@ -232,26 +232,26 @@ class PostgresStore(SqlStore):
     async def claim_next(
         self, queue: str, limit: int, worker_id: str, lease_seconds: float
     ) -> list[tuple[TaskRecord, AttemptRecord]]:
-        if limit <= 0:
-            return []
-        now = await self.now()
-        lease = now + timedelta(seconds=lease_seconds)
-        args = pg_hot.claim_args(queue, limit, self._due(now), now, worker_id, lease)
-        async with self._raw() as conn:
-            rows = await conn.fetch(pg_hot.CLAIM_NEXT, *args)
-        return claimed_pairs(pg_hot.claimed_tasks(rows), worker_id, now, lease)
+        return await self._claim_raw(queue, limit, worker_id, lease_seconds)
 
     async def claim(
         self, task_ids: Sequence[str], worker_id: str, lease_seconds: float
     ) -> list[tuple[TaskRecord, AttemptRecord]]:
         ids = list(dict.fromkeys(task_ids))
-        if not ids:
+        return await self._claim_raw(ids, len(ids), worker_id, lease_seconds)
+
+    async def _claim_raw(
+        self, which: str | list[str], limit: int, worker_id: str, lease_seconds: float
+    ) -> list[tuple[TaskRecord, AttemptRecord]]:
+        """One claim statement: of a queue's best tasks (``which`` a queue) or given ids."""
+        if limit <= 0:
             return []
         now = await self.now()
         lease = now + timedelta(seconds=lease_seconds)
-        args = pg_hot.claim_args(ids, len(ids), self._due(now), now, worker_id, lease)
+        statement = pg_hot.CLAIM_NEXT if isinstance(which, str) else pg_hot.CLAIM_IDS
+        args = pg_hot.claim_args(which, limit, self._due(now), now, worker_id, lease)
         async with self._raw() as conn:
-            rows = await conn.fetch(pg_hot.CLAIM_IDS, *args)
+            rows = await conn.fetch(statement, *args)
         return claimed_pairs(pg_hot.claimed_tasks(rows), worker_id, now, lease)
 
     async def finish_attempts(self, outcomes: Sequence[AttemptOutcome]) -> list[str]:

@@ -155,27 +155,25 @@ class SqliteStore(SqlStore):
     async def claim_next(
         self, queue: str, limit: int, worker_id: str, lease_seconds: float
     ) -> list[tuple[TaskRecord, AttemptRecord]]:
+        return await self._claim_raw(queue, limit, worker_id, lease_seconds)
+
+    async def claim(
+        self, task_ids: Sequence[str], worker_id: str, lease_seconds: float
+    ) -> list[tuple[TaskRecord, AttemptRecord]]:
+        ids = list(dict.fromkeys(task_ids))
+        return await self._claim_raw(ids, len(ids), worker_id, lease_seconds)
+
+    async def _claim_raw(
+        self, which: str | list[str], limit: int, worker_id: str, lease_seconds: float
+    ) -> list[tuple[TaskRecord, AttemptRecord]]:
+        """One claim on the driver connection: a queue's best tasks, or given ids."""
         if limit <= 0:
             return []
         now = await self.now()
         lease = now + timedelta(seconds=lease_seconds)
         async with self._raw_tx() as db:
             tasks = sqlite_hot.claim_next(
-                db, queue, limit, self._due(now), now, worker_id, lease, _json_loads
-            )
-        return claimed_pairs(tasks, worker_id, now, lease)
-
-    async def claim(
-        self, task_ids: Sequence[str], worker_id: str, lease_seconds: float
-    ) -> list[tuple[TaskRecord, AttemptRecord]]:
-        ids = list(dict.fromkeys(task_ids))
-        if not ids:
-            return []
-        now = await self.now()
-        lease = now + timedelta(seconds=lease_seconds)
-        async with self._raw_tx() as db:
-            tasks = sqlite_hot.claim_next(
-                db, ids, len(ids), self._due(now), now, worker_id, lease, _json_loads
+                db, which, limit, self._due(now), now, worker_id, lease, _json_loads
             )
         return claimed_pairs(tasks, worker_id, now, lease)
 

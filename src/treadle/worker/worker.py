@@ -459,7 +459,8 @@ class Worker:
         """Advance here the runs this worker holds alone; the coordinators get the others."""
         advancer = self.advancer
         mine = [r for r, n in reported.items() if advancer and advancer.holds_alone(r, n)]
-        others = [r for r in reported if r not in mine]
+        held = set(mine)
+        others = [r for r in reported if r not in held]
         if advancer is not None and mine:
             try:
                 await advancer.advance(mine)
