@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 
-from sqlalchemy import text
+import asyncpg
 
 from tests.services import service_down
 from treadle.errors import ServiceUnavailable
@@ -35,9 +35,13 @@ async def open_postgres(schema: str, options: str = "") -> PostgresStore:
 
 
 async def drop_postgres(store: PostgresStore) -> None:
-    async with store.engine.begin() as conn:
-        await conn.execute(text(f'DROP SCHEMA IF EXISTS "{store.schema}" CASCADE'))
+    # On a connection of its own: a test may have ended the store's pooled ones.
     await store.close()
+    conn = await asyncpg.connect(POSTGRES_URL)
+    try:
+        await conn.execute(f'DROP SCHEMA IF EXISTS "{store.schema}" CASCADE')
+    finally:
+        await conn.close()
 
 
 async def open_redis(prefix: str) -> RedisStore:

@@ -39,7 +39,7 @@ import asyncpg
 import orjson
 from sqlalchemy import func, select, text
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import ArgumentError, DBAPIError
+from sqlalchemy.exc import ArgumentError
 from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
 
 from treadle.errors import ConfigError, Conflict, NotFound, ServiceUnavailable
@@ -47,6 +47,7 @@ from treadle.store import pg_hot, pg_pass, pg_submit
 from treadle.store.claims import claimed_pairs
 from treadle.store.delta import RunDelta, fingerprinted_rows
 from treadle.store.migrate import alembic_config
+from treadle.store.pg_raw import RawPool
 from treadle.store.records import (
     AttemptOutcome,
     AttemptRecord,
@@ -187,6 +188,11 @@ class PostgresStore(SqlStore):
         )
         super().__init__(engine, settings.public_url)
         self.schema = settings.schema
+        _, raw_kwargs = engine.dialect.create_connect_args(engine.url)
+        self._raw_pool = RawPool(
+            {**raw_kwargs, **connect_args},
+            engine.pool.size(),  # type: ignore[attr-defined]
+        )
         self._offset: timedelta | None = None
         self._offset_at = 0.0
         self._uncertainty = 0.0
@@ -194,27 +200,25 @@ class PostgresStore(SqlStore):
 
     @contextlib.asynccontextmanager
     async def _raw(self) -> AsyncIterator[Any]:
-        """A pooled connection's asyncpg connection, outside any transaction (autocommit).
+        """A connection of the hot statements' pool (``pg_raw``), outside any transaction.
 
         Errors read like those of :meth:`_tx`: the store is unavailable, in one line. A
         connection that failed for any reason but a server-side error of the statement is
-        dropped from the pool rather than handed to the next caller in an unknown state.
+        closed rather than handed to the next caller in an unknown state.
         """
         async with contextlib.AsyncExitStack() as stack:
             try:
-                conn = await stack.enter_async_context(self.engine.connect())
-                fairy = await conn.get_raw_connection()
-            except (DBAPIError, OSError) as exc:
-                cause = getattr(exc, "orig", None) or exc
-                reason = (str(cause) or type(cause).__name__).strip().splitlines()[0]
+                conn = await stack.enter_async_context(self._raw_pool.connection())
+            except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError) as exc:
+                reason = (str(exc) or type(exc).__name__).strip().splitlines()[0]
                 raise ServiceUnavailable(f"store {self.url} unreachable: {reason}") from exc
             try:
-                yield fairy.driver_connection
+                yield conn
             except asyncpg.IntegrityConstraintViolationError:
                 raise
             except asyncpg.PostgresError as exc:
                 if isinstance(exc, asyncpg.PostgresConnectionError):
-                    await _invalidate(conn)
+                    conn.terminate()
                 reason = (str(exc) or type(exc).__name__).strip().splitlines()[0]
                 raise ServiceUnavailable(f"store {self.url}: {reason}") from exc
             except (
@@ -223,11 +227,15 @@ class PostgresStore(SqlStore):
                 OSError,
                 TimeoutError,
             ) as exc:
-                await _invalidate(conn)
+                conn.terminate()
                 raise ServiceUnavailable(f"store {self.url} unreachable: {exc}") from exc
             except BaseException:
-                await _invalidate(conn)
+                conn.terminate()
                 raise
+
+    async def close(self) -> None:
+        await self._raw_pool.close()
+        await super().close()
 
     async def claim_next(
         self, queue: str, limit: int, worker_id: str, lease_seconds: float
@@ -481,8 +489,3 @@ class PostgresStore(SqlStore):
         # Never step back when a new sample moves the offset by a fraction of a millisecond.
         self._last = max(self._last, utcnow() + self._offset)
         return self._last
-
-
-async def _invalidate(conn: AsyncConnection) -> None:
-    with contextlib.suppress(Exception):
-        await conn.invalidate()
