@@ -13,10 +13,10 @@ import contextvars
 import functools
 import logging
 from collections import defaultdict
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any
+from typing import Any, Protocol
 
 from treadle.broker._common import ack_all
 from treadle.broker.base import COORDINATOR_QUEUE, Broker, Delivery
@@ -24,26 +24,58 @@ from treadle.engine.combiner import Combiner
 from treadle.engine.extensions import CoordinatorExtensions
 from treadle.engine.fanout import finish_group
 from treadle.engine.run_state import RunState, StaleState
-from treadle.engine.scheduler import FANOUT_WINDOW, decide
+from treadle.engine.scheduler import FANOUT_WINDOW, Decision, decide
 from treadle.engine.subworkflow import child_finished, start_child
+from treadle.engine.waits import is_wait
 from treadle.errors import NotFound
+from treadle.model.routing import declared_queue
 from treadle.model.states import RunStatus
 from treadle.observability import logcontext, metrics, tracing
 from treadle.store.base import Store
 from treadle.store.batch import (
     Applied,
+    ClaimingPassStore,
     apply_decisions,
     apply_one,
     get_tasks_many,
     load_run_deltas,
 )
 from treadle.store.delta import RunDelta, load_run_delta
-from treadle.store.records import DecisionWrite, LayerRecord, RunRecord, TaskRecord
+from treadle.store.records import (
+    AttemptRecord,
+    DecisionWrite,
+    LayerRecord,
+    RunRecord,
+    TaskRecord,
+)
 
 log = logging.getLogger(__name__)
 
-#: Takes queued tasks over in this process; returns those it did not take.
-Handover = Callable[[Sequence[TaskRecord]], Awaitable[list[TaskRecord]]]
+
+class LocalWorker(Protocol):
+    """A worker in this process that takes the tasks its coordinator queues (worker.py)."""
+
+    id: str
+
+    @property
+    def lease_seconds(self) -> float: ...
+
+    async def reserve(self, tasks: Sequence[TaskRecord]) -> list[TaskRecord]:
+        """Free slots taken for those of ``tasks`` it can run (each then goes to begin)."""
+        ...
+
+    def begin(
+        self,
+        reserved: Sequence[TaskRecord],
+        claimed: Sequence[tuple[TaskRecord, AttemptRecord]],
+    ) -> None:
+        """Run the claimed attempts in their reserved slots; free the other slots."""
+        ...
+
+    async def take_over(self, tasks: Sequence[TaskRecord]) -> list[TaskRecord]:
+        """Claim queued tasks on free slots; return those it did not take."""
+        ...
+
 
 #: Runs whose pass lock this context (and the tasks it spawns) already holds: a pass may
 #: advance its own run again (a wait that fails while being parked), which must not wait on
@@ -93,8 +125,9 @@ class Coordinator:
         # remote workers notice through their kill check).
         self.kill_hooks: list[Callable[[Sequence[str]], object]] = []
         # A worker in this process that claims tasks this coordinator queued, before any
-        # doorbell rings for them; it returns the tasks it did not take (see publish).
-        self.handover: Handover | None = None
+        # doorbell rings for them: in the pass's own write where the store can (see
+        # _write_claiming), else right after it (see publish).
+        self.local_worker: LocalWorker | None = None
         # Waits, concurrency and rate limits, schedules, callbacks (engine/extensions.py).
         self.extensions = CoordinatorExtensions(
             store, self.advance, queue_rates=self.settings.queue_rates, broker=broker
@@ -311,9 +344,13 @@ class Coordinator:
                 stale = True
         run_change = (run.id, run.version, decision.run_values) if decision.run_values else None
         events = [(run.id, kind, "coordinator", detail) for kind, detail in decision.events]
-        won_ids, updated = await self._writes.submit(
-            DecisionWrite(decision.task_changes, decision.settled, run_change, events)
-        )
+        write = DecisionWrite(decision.task_changes, decision.settled, run_change, events)
+        claiming = await self._reserve_local(decision)
+        if claiming:
+            (won_ids, updated), claimed = await self._write_claiming(write, claiming)
+        else:
+            won_ids, updated = await self._writes.submit(write)
+            claimed = []
         won = set(won_ids)
         state.settled(decision.settled)
         state.won(decision.task_changes, won)
@@ -323,7 +360,8 @@ class Coordinator:
             # Someone else moved first: our copy is behind, read it afresh next time.
             self._states.pop(run_id, None)
         queued_ids = {t.id for t in decision.queued}
-        await self.publish([t for t in decision.queued if t.id in won])
+        taken = {task.id for task, _ in claimed}
+        await self.publish([t for t in decision.queued if t.id in won and t.id not in taken])
         tracing.record_dispatch(run, [t for t in decision.queued if t.id in won])
         for task, rendered in decision.subworkflows:
             if task.id in won:
@@ -346,6 +384,34 @@ class Coordinator:
                 for c in decision.task_changes
             )
         )
+
+    async def _reserve_local(self, decision: Decision) -> list[TaskRecord]:
+        """Tasks the pass queues that this process's worker can claim in the pass's own write:
+        slots reserved for them, when the store writes and claims in one step and nothing
+        (a wait, a rate limit) would hold them back before their doorbell."""
+        local = self.local_worker
+        if local is None or not decision.queued or not isinstance(self.store, ClaimingPassStore):
+            return []
+        rates = self.settings.queue_rates
+        return await local.reserve(
+            [t for t in decision.queued if not is_wait(t) and declared_queue(t.queue) not in rates]
+        )
+
+    async def _write_claiming(
+        self, write: DecisionWrite, reserved: list[TaskRecord]
+    ) -> tuple[Applied, list[tuple[TaskRecord, AttemptRecord]]]:
+        """The pass's write, claiming the reserved tasks it queues for the local worker."""
+        local = self.local_worker
+        assert local is not None and isinstance(self.store, ClaimingPassStore)
+        try:
+            applied, claimed = await self.store.apply_and_claim(
+                write, [t.id for t in reserved], local.id, local.lease_seconds
+            )
+        except BaseException:
+            local.begin(reserved, [])
+            raise
+        local.begin(reserved, claimed)
+        return applied, claimed
 
     async def _read_one(self, request: tuple[str, bool]) -> RunDelta:
         return await load_run_delta(self.store, *request)
@@ -377,9 +443,9 @@ class Coordinator:
     async def publish(self, tasks: Sequence[TaskRecord]) -> None:
         """Ring the doorbell of each task's queue (or hand the tasks to a worker here)."""
         ready = await self.extensions.before_publish(tasks)
-        if self.handover is not None and ready:
+        if self.local_worker is not None and ready:
             # Every queued task is owed one claim: a doorbell, or the worker's claim here.
-            ready = await self.handover(ready)
+            ready = await self.local_worker.take_over(ready)
         by_queue: dict[str, list[str]] = defaultdict(list)
         for task in ready:
             by_queue[task.queue].append(task.id)

@@ -97,7 +97,7 @@ class Node:
                 if advancer is None:
                     advancer = self._advancer = Coordinator(store, broker, coordinator_settings)
                     advancer.kill_hooks.append(worker.cancel_tasks)
-                advancer.handover = worker.take_over
+                advancer.local_worker = worker
                 worker.advancer = advancer
             await worker.start()
             service.workers.append(worker)

@@ -13,7 +13,7 @@ from typing import Protocol, runtime_checkable
 from treadle.errors import NotFound
 from treadle.store.base import Store
 from treadle.store.delta import RunDelta, load_run_delta
-from treadle.store.records import DecisionWrite, RunRecord, TaskRecord
+from treadle.store.records import AttemptRecord, DecisionWrite, RunRecord, TaskRecord
 
 #: What :meth:`Store.apply_decision` returns: the task ids whose compare-and-set won, and the
 #: run as updated when its own compare-and-set won.
@@ -38,6 +38,19 @@ class BatchPassStore(Protocol):
     async def apply_decisions(self, writes: Sequence[DecisionWrite]) -> list[Applied]:
         """Each write as ``apply_decision`` would apply it, all in one transaction; the
         writes must concern different runs (one pass per run at a time)."""
+        ...
+
+
+@runtime_checkable
+class ClaimingPassStore(Protocol):
+    """A store that can write a pass and claim tasks it queues in one atomic step."""
+
+    async def apply_and_claim(
+        self, write: DecisionWrite, claim_ids: Sequence[str], worker_id: str, lease_seconds: float
+    ) -> tuple[Applied, list[tuple[TaskRecord, AttemptRecord]]]:
+        """``write`` as ``apply_decision`` applies it, then, of ``claim_ids``, the tasks it
+        queued claimed for ``worker_id`` as ``Store.claim`` claims them (a task whose
+        compare-and-set lost is not claimed). Atomic where the store can make it so."""
         ...
 
 

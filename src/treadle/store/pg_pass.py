@@ -22,10 +22,14 @@ from typing import Any
 
 from sqlalchemy import JSON, Table
 
+from treadle.model.states import AttemptStatus, TaskStatus
 from treadle.store import schema as t
 from treadle.store.delta import ACTIVE_STATUSES, OPEN_ROW_FIELDS, TERMINAL_STATUSES
-from treadle.store.records import TaskChange, TaskRecord
+from treadle.store.records import DecisionWrite, TaskChange, TaskRecord
 from treadle.store.schema import UTCDateTime, as_utc
+
+_RUNNING = TaskStatus.RUNNING.value
+_ATTEMPT_RUNNING = AttemptStatus.RUNNING.value
 
 
 def _literals(values: Sequence[str]) -> str:
@@ -180,3 +184,53 @@ def settle_and_task_cas(keys: tuple[str, ...]) -> str:
         f"WITH settle AS (UPDATE {t.tasks.name} SET settled = true "
         f"WHERE id = ANY({settled}::text[])) " + task_cas(keys)
     )
+
+
+@functools.lru_cache(maxsize=64)
+def queue_and_claim(keys: tuple[str, ...]) -> str:
+    """A queueing compare-and-set that claims the task in the same statement: the row goes
+    from pending straight to running, as a compare-and-set to queued followed by a claim
+    would leave it (version two past the expected one, attempt number one past, the attempt
+    row inserted). ``keys`` are the change's columns without ``status``.
+
+    $1 id, $2 expected version, the keys' values, then the ids to mark settled, the claim's
+    time, the worker id and the lease expiry.
+    """
+    settled, now, worker, lease = (f"${len(keys) + n}" for n in range(3, 7))
+    sets = f"{_sets(keys)}, " if keys else ""
+    return f"""
+WITH settle AS (
+    UPDATE {t.tasks.name} SET settled = true WHERE id = ANY({settled}::text[])
+), claimed AS (
+    UPDATE {t.tasks.name} AS t SET {sets}
+        status = '{_RUNNING}',
+        attempt_count = t.attempt_count + 1,
+        attempt_id = t.id || '.' || (t.attempt_count + 1)::text,
+        started_at = {now},
+        version = t.version + 2
+    WHERE t.id = $1 AND t.version = $2
+    RETURNING {_columns(TASK_COLUMNS, "t")}
+), recorded AS (
+    INSERT INTO {t.attempts.name}
+        (id, task_id, run_id, number, status, worker_id, started_at, lease_expires_at)
+    SELECT attempt_id, id, run_id, attempt_count, '{_ATTEMPT_RUNNING}', {worker}, {now}, {lease}
+    FROM claimed
+)
+SELECT * FROM claimed
+"""
+
+
+def claimable_change(write: DecisionWrite, claim_ids: Sequence[str]) -> TaskChange | None:
+    """The write's only change when it queues one of ``claim_ids`` and the write does
+    nothing else but mark other tasks settled (a chain's step): :func:`queue_and_claim`
+    writes it. None for any other write."""
+    if write.run_change is not None or write.events or len(write.changes) != 1:
+        return None
+    (change,) = write.changes
+    if (
+        change.task_id not in claim_ids
+        or change.task_id in write.settled
+        or change.values.get("status") != TaskStatus.QUEUED.value
+    ):
+        return None
+    return change

@@ -44,6 +44,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
 
 from treadle.errors import ConfigError, Conflict, NotFound, ServiceUnavailable
 from treadle.store import pg_hot, pg_pass, pg_submit
+from treadle.store.batch import Applied
 from treadle.store.claims import claimed_pairs
 from treadle.store.delta import RunDelta, fingerprinted_rows
 from treadle.store.migrate import alembic_config
@@ -379,6 +380,38 @@ class PostgresStore(SqlStore):
             async with self._raw() as conn, conn.transaction():
                 await self._raw_write(conn, changes, settled, run_writes, now, won, updated)
         return decision_results(writes, won, updated)
+
+    async def apply_and_claim(
+        self,
+        write: DecisionWrite,
+        claim_ids: Sequence[str],
+        worker_id: str,
+        lease_seconds: float,
+    ) -> tuple[Applied, list[tuple[TaskRecord, AttemptRecord]]]:
+        """A chain step's write and its claim in one statement (``pg_pass.queue_and_claim``);
+        any other write is applied, then its queued tasks among ``claim_ids`` claimed."""
+        change = pg_pass.claimable_change(write, claim_ids)
+        if change is None:
+            (applied,) = await self.apply_decisions([write])
+            won = set(applied[0])
+            ids = [task_id for task_id in claim_ids if task_id in won]
+            return applied, await self.claim(ids, worker_id, lease_seconds)
+        now = await self.now()
+        lease = now + timedelta(seconds=lease_seconds)
+        keys = tuple(sorted(key for key in change.values if key != "status"))
+        args = [
+            *pg_pass.task_cas_args(change, keys, _json_dumps),
+            list(write.settled),
+            now,
+            worker_id,
+            lease,
+        ]
+        async with self._raw() as conn:
+            rows = await conn.fetch(pg_pass.queue_and_claim(keys), *args)
+        tasks = pg_hot.claimed_tasks(rows)
+        return ([change.task_id] if tasks else [], None), claimed_pairs(
+            tasks, worker_id, now, lease
+        )
 
     async def _raw_write(
         self,

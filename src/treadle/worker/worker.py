@@ -12,8 +12,9 @@ batch of work instead of a report and then a claim.
 
 A worker may also advance the runs it reports (``advancer``, a coordinator of its own without
 loops): when the tasks it just finished were all the run had open, it decides the next step
-itself and claims the tasks that pass queued for its own free slots, with no message to the
-coordinator and no doorbell. Any other run goes to the coordinators' queue as before; what
+itself and claims the tasks that pass queued for its own free slots (reserved before the
+pass's write, which claims them in the same statement where the store can), with no message
+to the coordinator and no doorbell. Any other run goes to the coordinators' queue as before; what
 the worker leaves undone (it crashes in between) the coordinators' sweep finds.
 """
 
@@ -474,45 +475,58 @@ class Worker:
         if others:
             await self.broker.publish(COORDINATOR_QUEUE, others)
 
+    @property
+    def lease_seconds(self) -> float:
+        """How long a claim of this worker holds its task without a heartbeat."""
+        return self.settings.lease_seconds
+
+    async def reserve(self, tasks: Sequence[TaskRecord]) -> list[TaskRecord]:
+        """Take a free slot of this worker for each of ``tasks`` it can, in order; return
+        those tasks. Each must then be given to :meth:`begin`, claimed or not."""
+        reserved: list[TaskRecord] = []
+        for task in tasks:
+            lane = self._lanes.get(task.queue)
+            if self._stopping or lane is None or lane.slots.locked():
+                continue
+            await lane.slots.acquire()  # free: returns at once
+            reserved.append(task)
+        return reserved
+
+    def begin(
+        self,
+        reserved: Sequence[TaskRecord],
+        claimed: Sequence[tuple[TaskRecord, AttemptRecord]],
+    ) -> None:
+        """Run the claimed attempts in the slots :meth:`reserve` took; free the others."""
+        for task, attempt in claimed:
+            self._start_attempts([(task, attempt)], self._lanes[task.queue])
+        got = {task.id for task, _ in claimed}
+        for task in reserved:
+            if task.id not in got:
+                self._lanes[task.queue].slots.release()
+
     async def take_over(self, tasks: Sequence[TaskRecord]) -> list[TaskRecord]:
-        """Claim for just-queued tasks on free slots of this worker's lanes, instead of
-        their doorbells; return the tasks left to ring for (no free slot, or none claimed).
+        """Claim just-queued tasks on free slots of this worker's lanes, instead of ringing
+        their doorbells; return the tasks left to ring for (no free slot, or not claimed).
 
         The very tasks are claimed (not the queue's best), so a run's next step stays with
         the worker that has the run's state at hand, and two workers advancing different runs
         do not take each other's next steps. A task not claimed here (another worker's
         doorbell claim took it, or it is not due yet) gets its doorbell as usual.
         """
-        by_queue: dict[str, list[TaskRecord]] = {}
-        for task in tasks:
-            by_queue.setdefault(task.queue, []).append(task)
-        left: list[TaskRecord] = []
-        for name, group in by_queue.items():
-            lane = self._lanes.get(name)
-            taken = 0
-            while lane is not None and not self._stopping and taken < len(group):
-                if lane.slots.locked():
-                    break
-                await lane.slots.acquire()  # free: returns at once
-                taken += 1
-            if lane is None or taken == 0:
-                left.extend(group)
-                continue
-            wanted = group[:taken]
+        reserved = await self.reserve(tasks)
+        claimed: list[tuple[TaskRecord, AttemptRecord]] = []
+        if reserved:
             try:
                 claimed = await self.store.claim(
-                    [task.id for task in wanted], self.id, self.settings.lease_seconds
+                    [task.id for task in reserved], self.id, self.lease_seconds
                 )
             except Exception as exc:
                 metrics.STORE_ERRORS.labels("claim").inc()
                 log.warning("claim for handed-over tasks failed, ringing for them: %s", exc)
-                claimed = []
-            self._start_attempts(claimed, lane)
-            for _ in range(taken - len(claimed)):
-                lane.slots.release()
-            got = {task.id for task, _ in claimed}
-            left.extend(task for task in group if task.id not in got)
-        return left
+        self.begin(reserved, claimed)
+        got = {task.id for task, _ in claimed}
+        return [task for task in tasks if task.id not in got]
 
     def _doorbells_for(
         self, outcomes: Sequence[tuple[AttemptOutcome, str, _Lane]]
