@@ -3,15 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 
 import pytest
 
 from tests.contract.store_records import seed
 from treadle.errors import NotFound
 from treadle.store.base import Store
-from treadle.store.batch import apply_decisions, get_tasks_many, load_run_deltas
+from treadle.store.batch import (
+    apply_decisions,
+    finish_and_read,
+    get_tasks_many,
+    load_run_deltas,
+)
 from treadle.store.delta import RunDelta, load_run_delta
-from treadle.store.records import DecisionWrite, TaskChange
+from treadle.store.records import AttemptOutcome, DecisionWrite, TaskChange
 
 
 async def test_many_changes_with_equal_values_are_each_compare_and_set(store: Store) -> None:
@@ -176,3 +182,50 @@ async def test_batched_decisions_apply_each_as_alone(store: Store) -> None:
     assert [e.kind for e in await store.list_events(run_a.id)] == ["run.paused"]
     assert await store.list_events(run_b.id) == []
     assert await apply_decisions(store, []) == []
+
+
+async def test_a_report_and_its_read_equal_a_report_then_a_read(store: Store) -> None:
+    """``finish_and_read``: the deltas it returns are what a read right after the report
+    returns (PostgreSQL makes both one statement and adds the reported rows itself)."""
+    run, tasks = await seed(store, 4)  # queued
+    (other_run, other_tasks) = await seed(store, 1)
+    claimed = dict(
+        (task.id, attempt)
+        for task, attempt in await store.claim(
+            [t.id for t in tasks[:3]] + [other_tasks[0].id], "w1", 30
+        )
+    )
+    # The reads a pass made before: PostgreSQL then holds the runs' immutable columns.
+    await load_run_deltas(store, [(run.id, False), (other_run.id, False)])
+    a, b, c, _ = tasks
+    outcomes = [
+        AttemptOutcome(claimed[a.id].id, a.id, "completed", "completed", {"x": [1, "ä"]}),
+        AttemptOutcome(claimed[b.id].id, b.id, "failed", "queued", None, "boom"),  # a retry
+        AttemptOutcome(claimed[c.id].id, c.id, "failed", "failed", None, "bad"),
+        AttemptOutcome("no-such-attempt", a.id, "completed", "completed", None),  # stale
+    ]
+    requests = [(run.id, False), (other_run.id, False)]
+    accepted, deltas = await finish_and_read(store, outcomes, requests)
+    assert sorted(accepted) == sorted(claimed[t.id].id for t in (a, b, c))
+    # The same, but for the order of the open rows (a read returns them in no set order).
+    assert _by_row_id(deltas) == _by_row_id(await load_run_deltas(store, requests))
+    mine = deltas[0]
+    assert isinstance(mine, RunDelta)
+    assert sorted(row["id"] for row in mine.rows) == sorted([a.id, c.id])
+    assert {row["id"]: row["output"] for row in mine.rows}[a.id] == {"x": [1, "ä"]}
+    # a and c count (version 3: queued 1, claimed 2, reported 3); b is queued again, d queued.
+    assert (mine.task_count, mine.version_sum) == (4, 6)
+    # A run that is gone reads as NotFound; the report is recorded all the same.
+    last = claimed[other_tasks[0].id]
+    done = AttemptOutcome(last.id, other_tasks[0].id, "completed", "completed", None)
+    accepted, (missing,) = await finish_and_read(store, [done], [("no-such-run", False)])
+    assert accepted == [last.id] and isinstance(missing, NotFound)
+
+
+def _by_row_id(deltas: list[RunDelta | NotFound]) -> list[RunDelta]:
+    assert all(isinstance(delta, RunDelta) for delta in deltas)
+    return [
+        dataclasses.replace(delta, rows=sorted(delta.rows, key=lambda row: row["id"]))
+        for delta in deltas
+        if isinstance(delta, RunDelta)
+    ]

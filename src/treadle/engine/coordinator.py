@@ -52,6 +52,25 @@ from treadle.store.records import (
 log = logging.getLogger(__name__)
 
 
+@dataclass(frozen=True, slots=True)
+class PassRead:
+    """A run's pass read that a worker makes together with its report (the store returns
+    both from one statement where it can), for the copy of the run it was asked for."""
+
+    run_id: str
+    with_layers: bool
+    state: RunState
+    passes: int
+
+    @property
+    def request(self) -> tuple[str, bool]:
+        return (self.run_id, self.with_layers)
+
+
+#: Pass reads made ahead of the passes, by run id (Coordinator.advance).
+Prefetched = Mapping[str, tuple[PassRead, RunDelta]]
+
+
 class LocalWorker(Protocol):
     """A worker in this process that takes the tasks its coordinator queues (worker.py)."""
 
@@ -232,33 +251,37 @@ class Coordinator:
                 log.warning("coordinator timers: %s", exc)
 
     # -- work -----------------------------------------------------------------------------
-    async def advance(self, run_ids: Iterable[str]) -> None:
-        """Advance each run's graph as far as it can go now (several runs at once)."""
+    async def advance(self, run_ids: Iterable[str], prefetched: Prefetched | None = None) -> None:
+        """Advance each run's graph as far as it can go now (several runs at once); a run's
+        first pass uses its read from ``prefetched`` when that is still current."""
         ids = list(dict.fromkeys(run_ids))
+        ahead = prefetched or {}
         if len(ids) <= 1 or self.settings.parallel_runs <= 1:
             for run_id in ids:
                 with contextlib.suppress(NotFound):
-                    await self._advance_one(run_id)
+                    await self._advance_one(run_id, ahead.get(run_id))
             return
         gate = asyncio.Semaphore(self.settings.parallel_runs)
 
         async def one(run_id: str) -> None:
             async with gate:
                 with contextlib.suppress(NotFound):
-                    await self._advance_one(run_id)
+                    await self._advance_one(run_id, ahead.get(run_id))
 
         results = await asyncio.gather(*(one(r) for r in ids), return_exceptions=True)
         for result in results:
             if isinstance(result, BaseException):
                 raise result
 
-    async def _advance_one(self, run_id: str) -> None:
+    async def _advance_one(
+        self, run_id: str, prefetched: tuple[PassRead, RunDelta] | None = None
+    ) -> None:
         # One pass at a time per run in this process (the advance loop and the sweep may both
         # want it): overlapping passes would race on the cached copy and lose each other's
         # compare-and-sets, each loss costing a full reload of the run.
         held = _HELD_RUNS.get()
         if run_id in held:
-            await self._advance_passes(run_id)
+            await self._advance_passes(run_id, prefetched)
             return
         entry = self._run_locks.get(run_id)
         if entry is None:
@@ -269,7 +292,7 @@ class Coordinator:
             async with lock:
                 token = _HELD_RUNS.set(held | {run_id})
                 try:
-                    await self._advance_passes(run_id)
+                    await self._advance_passes(run_id, prefetched)
                 finally:
                     _HELD_RUNS.reset(token)
         finally:
@@ -277,17 +300,23 @@ class Coordinator:
             if entry[1] == 0:
                 self._run_locks.pop(run_id, None)
 
-    async def _advance_passes(self, run_id: str) -> None:
+    async def _advance_passes(
+        self, run_id: str, prefetched: tuple[PassRead, RunDelta] | None = None
+    ) -> None:
         # Skips and template failures can unblock further tasks at once, so decide again
         # until a pass changes no task status.
         with logcontext.bind(run_id):
             for _ in range(1000):
-                if not await self._advance_pass(run_id):
+                if not await self._advance_pass(run_id, prefetched):
                     return
+                prefetched = None
 
-    async def _load(self, run_id: str) -> tuple[RunState, list[LayerRecord]]:
-        """The run as of now: the cached copy brought up to date by a read of what is open,
-        or, when that does not add up (or nothing is cached), a full read."""
+    async def _load(
+        self, run_id: str, prefetched: tuple[PassRead, RunDelta] | None = None
+    ) -> tuple[RunState, list[LayerRecord]]:
+        """The run as of now: the cached copy brought up to date by a read of what is open
+        (``prefetched`` when it was made for this copy since its last pass), or, when that
+        does not add up (or nothing is cached), a full read."""
         state = self._states.get(run_id)
         if state is None:
             # Nothing cached (a new run, or a copy dropped): both reads at once, on two
@@ -296,7 +325,10 @@ class Coordinator:
                 self._reads.submit((run_id, True)), self._full_reads.submit(run_id)
             )
         else:
-            delta = await self._reads.submit((run_id, state.has_layers))
+            if prefetched and prefetched[0].state is state and prefetched[0].passes == state.passes:
+                delta = prefetched[1]
+            else:
+                delta = await self._reads.submit((run_id, state.has_layers))
             try:
                 state.absorb(delta)
                 return state, delta.layers
@@ -310,8 +342,11 @@ class Coordinator:
             self._states.pop(next(iter(self._states)))
         return state, delta.layers
 
-    async def _advance_pass(self, run_id: str) -> bool:
-        state, layers = await self._load(run_id)
+    async def _advance_pass(
+        self, run_id: str, prefetched: tuple[PassRead, RunDelta] | None = None
+    ) -> bool:
+        state, layers = await self._load(run_id, prefetched)
+        state.passes += 1
         run = state.run
         if run.status == RunStatus.PENDING and not await self.extensions.admit(run):
             return False  # waits for a concurrency slot
@@ -432,6 +467,15 @@ class Coordinator:
         future: asyncio.Future[RunRecord] = asyncio.get_running_loop().create_future()
         self._waiters.setdefault(run_id, []).append(future)
         return future
+
+    def pass_read(self, run_id: str, reporting: int) -> PassRead | None:
+        """The read of the run's next pass, to be made with the report of ``reporting``
+        finished tasks when this coordinator holds a copy of the run and they were all the
+        run had open (the worker then advances the run here next)."""
+        state = self._states.get(run_id)
+        if state is None or state.open_total > reporting:
+            return None
+        return PassRead(run_id, state.has_layers, state, state.passes)
 
     def holds_alone(self, run_id: str, reporting: int) -> bool:
         """Whether ``reporting`` just-finished tasks are all the run had open, as far as this

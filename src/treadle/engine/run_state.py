@@ -58,6 +58,9 @@ class RunState:
         # Tasks queued, running or finished but not settled, as of this copy (which does not
         # follow claims): how many tasks of the run may still report.
         self.open_total = 0
+        # Passes made with this copy: a read taken between two passes is only good for the
+        # next one (see Coordinator.pass_read).
+        self.passes = 0
         ordered = sorted(tasks, key=lambda t: t.seq)
         children: Counter[str] = Counter()
         for task in ordered:

@@ -13,7 +13,13 @@ from typing import Protocol, runtime_checkable
 from treadle.errors import NotFound
 from treadle.store.base import Store
 from treadle.store.delta import RunDelta, load_run_delta
-from treadle.store.records import AttemptRecord, DecisionWrite, RunRecord, TaskRecord
+from treadle.store.records import (
+    AttemptOutcome,
+    AttemptRecord,
+    DecisionWrite,
+    RunRecord,
+    TaskRecord,
+)
 
 #: What :meth:`Store.apply_decision` returns: the task ids whose compare-and-set won, and the
 #: run as updated when its own compare-and-set won.
@@ -52,6 +58,28 @@ class ClaimingPassStore(Protocol):
         queued claimed for ``worker_id`` as ``Store.claim`` claims them (a task whose
         compare-and-set lost is not claimed). Atomic where the store can make it so."""
         ...
+
+
+@runtime_checkable
+class FinishAndReadStore(Protocol):
+    """A store that records a report and reads its runs' passes in one step."""
+
+    async def finish_and_read(
+        self, outcomes: Sequence[AttemptOutcome], requests: Sequence[tuple[str, bool]]
+    ) -> tuple[list[str], list[RunDelta | NotFound]]:
+        """``finish_attempts(outcomes)``, then what ``load_run_deltas(requests)`` returns
+        right after it."""
+        ...
+
+
+async def finish_and_read(
+    store: Store, outcomes: Sequence[AttemptOutcome], requests: Sequence[tuple[str, bool]]
+) -> tuple[list[str], list[RunDelta | NotFound]]:
+    """Through the store's combined call when it has one, else the report, then the read."""
+    if isinstance(store, FinishAndReadStore):
+        return await store.finish_and_read(outcomes, requests)
+    accepted = await store.finish_attempts(outcomes)
+    return accepted, await load_run_deltas(store, requests)
 
 
 async def load_run_deltas(

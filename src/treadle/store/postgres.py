@@ -30,7 +30,7 @@ from __future__ import annotations
 import contextlib
 import re
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -190,8 +190,12 @@ class PostgresStore(SqlStore):
         super().__init__(engine, settings.public_url)
         self.schema = settings.schema
         _, raw_kwargs = engine.dialect.create_connect_args(engine.url)
+        # The hot statements are few and prepared once per connection; planning one anew on
+        # every call (PostgreSQL's choice while the generic plan's estimate looks worse) cost
+        # more than running it: about 1 ms for the report that reads its runs (pg_hot).
+        raw_settings = {**server_settings, "plan_cache_mode": "force_generic_plan"}
         self._raw_pool = RawPool(
-            {**raw_kwargs, **connect_args},
+            {**raw_kwargs, **connect_args, "server_settings": raw_settings},
             engine.pool.size(),  # type: ignore[attr-defined]
         )
         self._offset: timedelta | None = None
@@ -219,7 +223,7 @@ class PostgresStore(SqlStore):
                 raise
             except asyncpg.PostgresError as exc:
                 if isinstance(exc, asyncpg.PostgresConnectionError):
-                    conn.terminate()
+                    _drop(conn)
                 reason = (str(exc) or type(exc).__name__).strip().splitlines()[0]
                 raise ServiceUnavailable(f"store {self.url}: {reason}") from exc
             except (
@@ -228,10 +232,10 @@ class PostgresStore(SqlStore):
                 OSError,
                 TimeoutError,
             ) as exc:
-                conn.terminate()
+                _drop(conn)
                 raise ServiceUnavailable(f"store {self.url} unreachable: {exc}") from exc
             except BaseException:
-                conn.terminate()
+                _drop(conn)
                 raise
 
     async def close(self) -> None:
@@ -336,17 +340,8 @@ class PostgresStore(SqlStore):
                 joined = await conn.fetch(pg_pass.OPEN_ROWS, ids)
             else:
                 # Every run's immutable columns are here: its row comes with its task rows.
-                joined = []
-                for record in await conn.fetch(pg_pass.OPEN_ROWS_WITH_RUNS, ids):
-                    joined.append(record[: pg_pass.OPEN_ROWS_WIDTH])
-                    run_id = record["fp_run"]
-                    if run_id not in runs:
-                        light = zip(
-                            pg_pass.RUN_LIGHT_COLUMNS,
-                            record[pg_pass.OPEN_ROWS_WIDTH :],
-                            strict=True,
-                        )
-                        runs[run_id] = self._run_from(dict(light), cached[run_id])
+                records = await conn.fetch(pg_pass.OPEN_ROWS_WITH_RUNS, ids)
+                joined = self._open_rows_with_runs(records, 0, cached, runs)
                 taskless = [run_id for run_id in ids if run_id not in runs]
                 light_rows = await conn.fetch(pg_pass.GET_RUNS_LIGHT, taskless) if taskless else []
             layer_rows = await conn.fetch(pg_pass.GET_LAYERS, layered) if layered else []
@@ -360,6 +355,49 @@ class PostgresStore(SqlStore):
         for record in layer_rows:
             layers.setdefault(record["run_id"], []).append(layer_record(pg_pass.as_mapping(record)))
         return run_deltas(requests, runs, fingerprints, open_rows, layers)
+
+    def _open_rows_with_runs(
+        self,
+        records: Sequence[Any],
+        start: int,
+        cached: Mapping[str, tuple[Any, Any]],
+        runs: dict[str, RunRecord],
+    ) -> list[Sequence[Any]]:
+        """The open rows of records shaped as ``OPEN_ROWS_WITH_RUNS`` from column ``start``
+        on; each run met is added to ``runs``. Records without a run are skipped."""
+        width = start + pg_pass.OPEN_ROWS_WIDTH
+        joined = []
+        for record in records:
+            run_id = record[start]
+            if run_id is None:
+                continue
+            joined.append(record[start:width])
+            if run_id not in runs:
+                light = zip(pg_pass.RUN_LIGHT_COLUMNS, record[width:], strict=True)
+                runs[run_id] = self._run_from(dict(light), cached[run_id])
+        return joined
+
+    async def finish_and_read(
+        self, outcomes: Sequence[AttemptOutcome], requests: Sequence[tuple[str, bool]]
+    ) -> tuple[list[str], list[RunDelta | NotFound]]:
+        """A report and the pass reads of its runs in one statement (``FINISH_AND_READ``)
+        when this process holds the runs' immutable columns and no layers are wanted."""
+        ids, layered, cached, full = self._delta_reads(requests)
+        if not outcomes or full or layered:
+            return await self.finish_attempts(outcomes), await self.load_run_deltas(requests)
+        now = await self.now()
+        args = (*pg_hot.finish_args(outcomes, now, _json_dumps), ids)
+        async with self._raw() as conn:
+            records = await conn.fetch(pg_hot.FINISH_AND_READ, *args)
+            runs: dict[str, RunRecord] = {}
+            joined = self._open_rows_with_runs(records, 1, cached, runs)
+            taskless = [run_id for run_id in ids if run_id not in runs]
+            light_rows = await conn.fetch(pg_pass.GET_RUNS_LIGHT, taskless) if taskless else []
+        for record in light_rows:
+            runs[record["id"]] = self._run_from(pg_pass.as_mapping(record), cached[record["id"]])
+        accepted = list(records[0]["accepted_ids"] or []) if records else []
+        fingerprints, open_rows = fingerprinted_rows(joined)
+        return accepted, run_deltas(requests, runs, fingerprints, open_rows, {})
 
     async def apply_decisions(
         self, writes: Sequence[DecisionWrite]
@@ -522,3 +560,10 @@ class PostgresStore(SqlStore):
         # Never step back when a new sample moves the offset by a fraction of a millisecond.
         self._last = max(self._last, utcnow() + self._offset)
         return self._last
+
+
+def _drop(conn: Any) -> None:
+    """Close a raw connection in an unknown state rather than reuse it (a connection the
+    server ended may have gone back to its pool by itself already)."""
+    with contextlib.suppress(asyncpg.InterfaceError):
+        conn.terminate()

@@ -38,6 +38,8 @@ from treadle.model.states import AttemptStatus, TaskStatus
 from treadle.observability import logcontext, metrics, tracing
 from treadle.secrets.attempt import SecretSource
 from treadle.store.base import Store
+from treadle.store.batch import finish_and_read
+from treadle.store.delta import RunDelta
 from treadle.store.records import (
     AttemptOutcome,
     AttemptRecord,
@@ -48,7 +50,7 @@ from treadle.store.records import (
 from treadle.worker.runner import run_attempt
 
 if TYPE_CHECKING:
-    from treadle.engine.coordinator import Coordinator
+    from treadle.engine.coordinator import Coordinator, PassRead, Prefetched
 
 log = logging.getLogger(__name__)
 
@@ -424,15 +426,27 @@ class Worker:
         outcomes, self._outcomes = self._outcomes, []
         lane, doorbells = self._doorbells_for(outcomes)
         claimed: list[tuple[TaskRecord, AttemptRecord]] = []
+        counts = Counter(run for _, run, _ in outcomes)
+        prefetched: dict[str, tuple[PassRead, RunDelta]] = {}
         try:
             if logs:
                 await self.store.append_logs(logs)
             if outcomes:
                 reported = [o for o, _, _ in outcomes]
+                reads = self._pass_reads(counts) if not doorbells else []
                 if lane is not None and doorbells:
                     accepted, claimed = await self.store.finish_and_claim(
                         reported, lane.queue, len(doorbells), self.id, self.settings.lease_seconds
                     )
+                elif reads:
+                    # The passes this worker is about to make read their runs in the same
+                    # round trip as the report (one statement on PostgreSQL).
+                    accepted, deltas = await finish_and_read(
+                        self.store, reported, [read.request for read in reads]
+                    )
+                    for read, delta in zip(reads, deltas, strict=True):
+                        if isinstance(delta, RunDelta):
+                            prefetched[read.run_id] = (read, delta)
                 else:
                     accepted = await self.store.finish_attempts(reported)
                 _log_stale(outcomes, accepted)
@@ -454,9 +468,20 @@ class Worker:
             await ack_all([delivery for _, delivery in doorbells])
         if outcomes:
             self.completed += len(outcomes)
-            await self._advance_reported(Counter(run for _, run, _ in outcomes))
+            await self._advance_reported(counts, prefetched)
 
-    async def _advance_reported(self, reported: Counter[str]) -> None:
+    def _pass_reads(self, reported: Counter[str]) -> list[PassRead]:
+        """The pass reads to make with this report: of the runs this worker will advance
+        and whose copy its advancer holds."""
+        advancer = self.advancer
+        if advancer is None:
+            return []
+        reads = [advancer.pass_read(run_id, n) for run_id, n in reported.items()]
+        return [read for read in reads if read is not None]
+
+    async def _advance_reported(
+        self, reported: Counter[str], prefetched: Prefetched | None = None
+    ) -> None:
         """Advance here the runs this worker holds alone; the coordinators get the others."""
         advancer = self.advancer
         mine = [r for r, n in reported.items() if advancer and advancer.holds_alone(r, n)]
@@ -464,7 +489,7 @@ class Worker:
         others = [r for r in reported if r not in held]
         if advancer is not None and mine:
             try:
-                await advancer.advance(mine)
+                await advancer.advance(mine, prefetched)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
