@@ -50,3 +50,26 @@ def test_a_chain_stays_on_the_worker_that_advances_it(
     else:
         # Doorbells go to the worker blocked longest: over 24 steps both take part.
         assert spans[-1] == 2, workers
+
+
+def test_a_chain_keeps_its_slot_while_other_runs_wait(
+    make_cluster: Callable[..., Cluster],
+) -> None:
+    """One slot per worker and more chains than slots: the slot a step's report frees stays
+    with its chain for the next step (held for the pass), instead of going to another run's
+    waiting doorbell, so each chain still runs on one worker."""
+    cluster = make_cluster("redis", env={"TREADLE_WORKER_ADVANCES_RUNS": "true"})
+    cluster.start(workers=2, worker_args=("--queue", "default:1"))
+    chain = {"name": "steps", "tasks": [{"name": f"s{i}", "kind": "noop"} for i in range(STEPS)]}
+    runs = 6
+    cluster.post_runs(chain, runs)
+    assert cluster.wait_runs_finished(runs, timeout=120) == {"completed": runs}
+    rows = cluster.sql(
+        "SELECT a.run_id, a.worker_id FROM treadle_attempts a WHERE a.status = 'completed'"
+    )
+    workers: dict[str, set[str]] = defaultdict(set)
+    for row in rows:
+        workers[row["run_id"]].add(row["worker_id"])
+    assert len(rows) == runs * STEPS
+    assert cluster.double_completions() == []
+    assert sorted(len(found) for found in workers.values()) == [1] * runs, workers

@@ -131,6 +131,23 @@ class _InFlight:
     job: asyncio.Task[None]
 
 
+def _keep_slots(
+    outcomes: Sequence[tuple[AttemptOutcome, str, _Lane]], mine: Sequence[str]
+) -> tuple[dict[str, _Lane], list[tuple[AttemptOutcome, str, _Lane]]]:
+    """One reported slot per run in ``mine`` stays taken for the run's next step (the others
+    are free): released, it would go to whatever doorbell waits (another run's step), and the
+    step this worker is about to queue would need a doorbell and maybe another worker."""
+    wanted = set(mine)
+    kept: dict[str, _Lane] = {}
+    free: list[tuple[AttemptOutcome, str, _Lane]] = []
+    for outcome, run_id, lane in outcomes:
+        if run_id in wanted and run_id not in kept:
+            kept[run_id] = lane
+        else:
+            free.append((outcome, run_id, lane))
+    return kept, free
+
+
 class Worker:
     """Runs attempts from the queues it serves."""
 
@@ -166,6 +183,8 @@ class Worker:
         self._lanes: dict[str, _Lane] = {}
         #: Advances the runs this worker reported when it holds them alone (module docstring).
         self.advancer: Coordinator | None = None
+        # Run id -> the lane whose slot its report kept for its next step, while it is advanced.
+        self._kept: dict[str, _Lane] = {}
 
     # -- lifecycle ------------------------------------------------------------------------
     async def start(self) -> None:
@@ -424,51 +443,80 @@ class Worker:
     async def _flush(self) -> None:
         logs, self._logs = self._logs, []
         outcomes, self._outcomes = self._outcomes, []
-        lane, doorbells = self._doorbells_for(outcomes)
-        claimed: list[tuple[TaskRecord, AttemptRecord]] = []
         counts = Counter(run for _, run, _ in outcomes)
+        mine = self._held_alone(counts)
+        kept, free = _keep_slots(outcomes, mine)
+        lane, doorbells = self._doorbells_for(free)
+        claimed: list[tuple[TaskRecord, AttemptRecord]] = []
         prefetched: dict[str, tuple[PassRead, RunDelta]] = {}
         try:
             if logs:
                 await self.store.append_logs(logs)
             if outcomes:
-                reported = [o for o, _, _ in outcomes]
-                reads = self._pass_reads(counts) if not doorbells else []
-                if lane is not None and doorbells:
-                    accepted, claimed = await self.store.finish_and_claim(
-                        reported, lane.queue, len(doorbells), self.id, self.settings.lease_seconds
-                    )
-                elif reads:
-                    # The passes this worker is about to make read their runs in the same
-                    # round trip as the report (one statement on PostgreSQL).
-                    accepted, deltas = await finish_and_read(
-                        self.store, reported, [read.request for read in reads]
-                    )
-                    for read, delta in zip(reads, deltas, strict=True):
-                        if isinstance(delta, RunDelta):
-                            prefetched[read.run_id] = (read, delta)
-                else:
-                    accepted = await self.store.finish_attempts(reported)
-                _log_stale(outcomes, accepted)
+                claimed = await self._report(outcomes, counts, lane, doorbells, prefetched)
         except BaseException:
             # Keep them for the next flush: nothing is lost while the store is away.
             self._logs[:0] = logs
             self._outcomes[:0] = outcomes
             if lane is not None:
-                for item in doorbells:
-                    lane.inbox.put_nowait(item)
+                for bell in doorbells:
+                    lane.inbox.put_nowait(bell)
             raise
         if lane is not None and claimed:
             # The new attempts take over the slots of the reported ones.
             self._start_attempts(claimed, lane)
-        for _, _, held in outcomes[len(claimed) :]:
+        for _, _, held in free[len(claimed) :]:
             held.slots.release()
         if doorbells:
             # As for any claim: doorbells beyond what was claimed were duplicates or not due.
             await ack_all([delivery for _, delivery in doorbells])
         if outcomes:
             self.completed += len(outcomes)
-            await self._advance_reported(counts, prefetched)
+            self._kept = kept
+            try:
+                await self._advance_reported(counts, mine, prefetched)
+            finally:
+                for held in self._kept.values():
+                    held.slots.release()
+                self._kept = {}
+
+    async def _report(
+        self,
+        outcomes: Sequence[tuple[AttemptOutcome, str, _Lane]],
+        counts: Counter[str],
+        lane: _Lane | None,
+        doorbells: Sequence[tuple[str, Delivery]],
+        prefetched: dict[str, tuple[PassRead, RunDelta]],
+    ) -> list[tuple[TaskRecord, AttemptRecord]]:
+        """Record the outcomes; claim for the doorbells given, or read the runs this worker
+        advances next (into ``prefetched``); return what was claimed."""
+        reported = [o for o, _, _ in outcomes]
+        claimed: list[tuple[TaskRecord, AttemptRecord]] = []
+        reads = self._pass_reads(counts) if not doorbells else []
+        if lane is not None and doorbells:
+            accepted, claimed = await self.store.finish_and_claim(
+                reported, lane.queue, len(doorbells), self.id, self.settings.lease_seconds
+            )
+        elif reads:
+            # The passes this worker is about to make read their runs in the same round
+            # trip as the report (one statement on PostgreSQL).
+            accepted, deltas = await finish_and_read(
+                self.store, reported, [read.request for read in reads]
+            )
+            for read, delta in zip(reads, deltas, strict=True):
+                if isinstance(delta, RunDelta):
+                    prefetched[read.run_id] = (read, delta)
+        else:
+            accepted = await self.store.finish_attempts(reported)
+        _log_stale(outcomes, accepted)
+        return claimed
+
+    def _held_alone(self, reported: Counter[str]) -> list[str]:
+        """The reported runs this worker advances itself (see the module docstring)."""
+        advancer = self.advancer
+        if advancer is None:
+            return []
+        return [run_id for run_id, n in reported.items() if advancer.holds_alone(run_id, n)]
 
     def _pass_reads(self, reported: Counter[str]) -> list[PassRead]:
         """The pass reads to make with this report: of the runs this worker will advance
@@ -480,11 +528,11 @@ class Worker:
         return [read for read in reads if read is not None]
 
     async def _advance_reported(
-        self, reported: Counter[str], prefetched: Prefetched | None = None
+        self, reported: Counter[str], mine: list[str], prefetched: Prefetched | None = None
     ) -> None:
-        """Advance here the runs this worker holds alone; the coordinators get the others."""
+        """Advance here the runs this worker holds alone (``mine``); the coordinators get the
+        others."""
         advancer = self.advancer
-        mine = [r for r, n in reported.items() if advancer and advancer.holds_alone(r, n)]
         held = set(mine)
         others = [r for r in reported if r not in held]
         if advancer is not None and mine:
@@ -511,9 +559,14 @@ class Worker:
         reserved: list[TaskRecord] = []
         for task in tasks:
             lane = self._lanes.get(task.queue)
-            if self._stopping or lane is None or lane.slots.locked():
+            if self._stopping or lane is None:
                 continue
-            await lane.slots.acquire()  # free: returns at once
+            if self._kept.get(task.run_id) is lane:
+                del self._kept[task.run_id]  # the slot its run's report kept (see _flush)
+            elif lane.slots.locked():
+                continue
+            else:
+                await lane.slots.acquire()  # free: returns at once
             reserved.append(task)
         return reserved
 
