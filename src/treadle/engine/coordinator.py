@@ -21,14 +21,12 @@ from typing import Any, Protocol
 from treadle.broker._common import ack_all
 from treadle.broker.base import COORDINATOR_QUEUE, Broker, Delivery
 from treadle.engine.combiner import Combiner
-from treadle.engine.extensions import CoordinatorExtensions
+from treadle.engine.extensions import CoordinatorExtensions, rung_at_once
 from treadle.engine.fanout import finish_group
 from treadle.engine.run_state import RunState, StaleState
 from treadle.engine.scheduler import FANOUT_WINDOW, Decision, decide
 from treadle.engine.subworkflow import child_finished, start_child
-from treadle.engine.waits import is_wait
 from treadle.errors import NotFound
-from treadle.model.routing import declared_queue
 from treadle.model.states import RunStatus
 from treadle.observability import logcontext, metrics, tracing
 from treadle.store.base import Store
@@ -428,9 +426,7 @@ class Coordinator:
         if local is None or not decision.queued or not isinstance(self.store, ClaimingPassStore):
             return []
         rates = self.settings.queue_rates
-        return await local.reserve(
-            [t for t in decision.queued if not is_wait(t) and declared_queue(t.queue) not in rates]
-        )
+        return await local.reserve([t for t in decision.queued if rung_at_once(t, rates)])
 
     async def _write_claiming(
         self, write: DecisionWrite, reserved: list[TaskRecord]

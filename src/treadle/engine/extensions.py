@@ -27,6 +27,7 @@ from treadle.engine.schedules import ScheduleRunner, StartRun, sync_definition_s
 from treadle.engine.waits import Waits, is_wait
 from treadle.errors import ConfigError
 from treadle.model.definition import Definition
+from treadle.model.routing import declared_queue
 from treadle.store.base import Store
 from treadle.store.records import RunRecord, TaskRecord
 
@@ -34,6 +35,12 @@ log = logging.getLogger(__name__)
 
 Advance = Callable[[Iterable[str]], Awaitable[None]]
 RING_AHEAD = 60.0  # seconds: paced tasks due sooner get a precise timer
+
+
+def rung_at_once(task: TaskRecord, queue_rates: Mapping[str, float]) -> bool:
+    """Whether ``before_publish`` lets a just-queued task go at once: it is neither a wait
+    (parked) nor on a rate-limited queue (paced), so its claim may follow its queueing."""
+    return not is_wait(task) and declared_queue(task.queue) not in queue_rates
 
 
 class CoordinatorExtensions:

@@ -21,11 +21,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from treadle.engine.extensions import rung_at_once
 from treadle.engine.limits import run_scopes
 from treadle.engine.scheduler import decide
-from treadle.engine.waits import is_wait
 from treadle.errors import TemplateError
-from treadle.model.routing import declared_queue
 from treadle.model.states import RunStatus
 from treadle.store.records import LayerRecord, RunRecord, TaskRecord
 
@@ -71,7 +70,7 @@ def first_pass(
     queued_ids = {task.id for task in decision.queued}
     if any(change.task_id not in queued_ids for change in decision.task_changes):
         return None  # skipped or failed tasks: the next passes follow from there
-    if any(is_wait(task) or declared_queue(task.queue) in queue_rates for task in decision.queued):
+    if not all(rung_at_once(task, queue_rates) for task in decision.queued):
         return None  # parked or paced before any doorbell
     values = {change.task_id: change.values for change in decision.task_changes}
     new_tasks = [
