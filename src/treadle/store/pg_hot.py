@@ -18,8 +18,14 @@ from datetime import datetime
 from typing import Any
 
 from treadle.model.states import AttemptStatus, TaskStatus
-from treadle.store.delta import ACTIVE_STATUSES, OPEN_ROW_FIELDS, TERMINAL_STATUSES
-from treadle.store.pg_pass import RUN_LIGHT_COLUMNS
+from treadle.store.delta import OPEN_ROW_FIELDS
+from treadle.store.pg_pass import (
+    TERMINAL,
+    WEIGHT,
+    fingerprints,
+    open_rows_of,
+    with_run_columns,
+)
 from treadle.store.records import AttemptOutcome, TaskRecord
 from treadle.store.schema import as_utc
 
@@ -136,13 +142,6 @@ ORDER BY c.priority DESC, c.available_at, c.seq
 """
 
 
-def _literals(values: Sequence[str]) -> str:
-    return ", ".join(f"'{value}'" for value in values)
-
-
-_OPEN = ", ".join(OPEN_ROW_FIELDS)
-_WEIGHT = f"CASE WHEN status IN ({_literals(ACTIVE_STATUSES)}) THEN 0 ELSE version END"
-
 # A report that also reads the runs of $9 as a pass would right after it (pg_pass.OPEN_ROWS_
 # WITH_RUNS). The statement's reads see the rows as they were before its own writes, so the
 # reported rows are added from what the report returns: they were running (weight 0, not
@@ -150,31 +149,22 @@ _WEIGHT = f"CASE WHEN status IN ({_literals(ACTIVE_STATUSES)}) THEN 0 ELSE versi
 # accepted attempt ids first; a report whose runs have no rows still returns one row.
 FINISH_AND_READ = f"""
 WITH {_FINISH_CTES},
-fps AS (
-    SELECT run_id AS fp_run, count(*) AS fp_count, coalesce(sum({_WEIGHT}), 0) AS fp_sum
-    FROM treadle_tasks WHERE run_id = ANY($9::text[]) GROUP BY run_id
-), gained AS (
-    SELECT run_id, sum({_WEIGHT}) AS extra FROM moved GROUP BY run_id
+fps AS ({fingerprints("$9")}), gained AS (
+    SELECT run_id, sum({WEIGHT}) AS extra FROM moved GROUP BY run_id
 ), opened AS (
     SELECT fps.fp_run, fps.fp_count, fps.fp_sum + coalesce(gained.extra, 0) AS fp_sum,
            {", ".join(f"tk.{name} AS open_{name}" for name in OPEN_ROW_FIELDS)}
     FROM fps LEFT JOIN gained ON gained.run_id = fps.fp_run
     LEFT JOIN LATERAL (
-        (SELECT {_OPEN} FROM treadle_tasks
-         WHERE run_id = fps.fp_run AND settled::int = 0
-           AND (status || '') IN ({_literals(TERMINAL_STATUSES)})
-         OFFSET 0)
+        ({open_rows_of("fps.fp_run")})
         UNION ALL
-        SELECT {_OPEN} FROM moved
-        WHERE moved.run_id = fps.fp_run AND moved.status IN ({_literals(TERMINAL_STATUSES)})
+        SELECT {", ".join(OPEN_ROW_FIELDS)} FROM moved
+        WHERE moved.run_id = fps.fp_run AND moved.status IN ({TERMINAL})
     ) AS tk ON true
 )
 SELECT e.accepted_ids, o.*
 FROM (SELECT array_agg(id) AS accepted_ids FROM ended) AS e
-LEFT JOIN (
-    SELECT opened.*, {", ".join(f"r.{name}" for name in RUN_LIGHT_COLUMNS)}
-    FROM opened JOIN treadle_runs AS r ON r.id = opened.fp_run
-) AS o ON true
+LEFT JOIN ({with_run_columns("opened")}) AS o ON true
 """
 
 

@@ -51,6 +51,25 @@ GET_RUNS = f"SELECT {_columns(RUN_COLUMNS)} FROM {t.runs.name} WHERE id = ANY($1
 GET_RUNS_LIGHT = (
     f"SELECT {_columns(RUN_LIGHT_COLUMNS)} FROM {t.runs.name} WHERE id = ANY($1::text[])"
 )
+#: A row's share of a run's fingerprint sum (``delta.weight``).
+WEIGHT = f"CASE WHEN status IN ({_literals(ACTIVE_STATUSES)}) THEN 0 ELSE version END"
+TERMINAL = _literals(TERMINAL_STATUSES)
+
+
+def fingerprints(run_ids: str) -> str:
+    """Each run's row count and version sum (``fp_run``, ``fp_count``, ``fp_sum``) for the
+    runs of the text array ``run_ids`` names."""
+    return f"""SELECT run_id AS fp_run, count(*) AS fp_count, coalesce(sum({WEIGHT}), 0) AS fp_sum
+    FROM {t.tasks.name} WHERE run_id = ANY({run_ids}::text[]) GROUP BY run_id"""
+
+
+def open_rows_of(run: str) -> str:
+    """The finished, unsettled rows of the run ``run`` names, as OPEN_ROWS reads them."""
+    return f"""SELECT {_columns(OPEN_ROW_FIELDS)} FROM {t.tasks.name}
+    WHERE run_id = {run} AND settled::int = 0 AND (status || '') IN ({TERMINAL})
+    OFFSET 0"""
+
+
 # Each run's fingerprint (row count, sum of versions of rows not queued or running) joined to
 # its finished, unsettled rows: one statement, so both come from the same snapshot. The LEFT
 # JOIN keeps the fingerprint when no row is open. The open rows are read per run (LATERAL)
@@ -60,31 +79,25 @@ GET_RUNS_LIGHT = (
 # rows (0.04 -> 2 ms); a plain join with such tests got a sequential scan instead (6 ms), so
 # OFFSET 0 keeps the per-run read from being folded into one.
 OPEN_ROWS = f"""
-WITH fps AS (
-    SELECT run_id AS fp_run, count(*) AS fp_count,
-           coalesce(sum(CASE WHEN status IN ({_literals(ACTIVE_STATUSES)}) THEN 0
-                             ELSE version END), 0) AS fp_sum
-    FROM {t.tasks.name}
-    WHERE run_id = ANY($1::text[])
-    GROUP BY run_id
-)
+WITH fps AS ({fingerprints("$1")})
 SELECT fps.fp_run, fps.fp_count, fps.fp_sum,
        {", ".join(f"tk.{name} AS open_{name}" for name in OPEN_ROW_FIELDS)}
-FROM fps LEFT JOIN LATERAL (
-    SELECT {_columns(OPEN_ROW_FIELDS)} FROM {t.tasks.name}
-    WHERE run_id = fps.fp_run AND settled::int = 0
-      AND (status || '') IN ({_literals(TERMINAL_STATUSES)})
-    OFFSET 0
-) AS tk ON true
+FROM fps LEFT JOIN LATERAL ({open_rows_of("fps.fp_run")}) AS tk ON true
 """
 #: Where a record of :data:`OPEN_ROWS` ends in :data:`OPEN_ROWS_WITH_RUNS`.
 OPEN_ROWS_WIDTH = 3 + len(OPEN_ROW_FIELDS)
+
+
+def with_run_columns(opened: str) -> str:
+    """The rows of ``opened`` (a query or CTE shaped as OPEN_ROWS) each followed by its
+    run's light columns; a run without task rows is missing."""
+    return f"""SELECT opened.*, {_columns(RUN_LIGHT_COLUMNS, "r")}
+FROM {opened} AS opened JOIN {t.runs.name} AS r ON r.id = opened.fp_run"""
+
+
 # OPEN_ROWS with each run's light columns after them: a pass over a run whose immutable
-# columns the process holds reads in one round trip. A run without task rows is missing.
-OPEN_ROWS_WITH_RUNS = f"""
-SELECT opened.*, {_columns(RUN_LIGHT_COLUMNS, "r")}
-FROM ({OPEN_ROWS}) AS opened JOIN {t.runs.name} AS r ON r.id = opened.fp_run
-"""
+# columns the process holds reads in one round trip.
+OPEN_ROWS_WITH_RUNS = with_run_columns(f"({OPEN_ROWS})")
 TASK_COLUMNS = tuple(TaskRecord.__slots__)
 GET_TASKS = (
     f"SELECT {_columns(TASK_COLUMNS)} FROM {t.tasks.name} WHERE run_id = ANY($1::text[]) "
