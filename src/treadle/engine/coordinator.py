@@ -464,12 +464,11 @@ class Coordinator:
         self._waiters.setdefault(run_id, []).append(future)
         return future
 
-    def pass_read(self, run_id: str, reporting: int) -> PassRead | None:
-        """The read of the run's next pass, to be made with the report of ``reporting``
-        finished tasks when this coordinator holds a copy of the run and they were all the
-        run had open (the worker then advances the run here next)."""
+    def pass_read(self, run_id: str) -> PassRead | None:
+        """The read of the next pass over a run a worker here is about to advance (see
+        holds_alone), to be made with its report; None without a copy of the run."""
         state = self._states.get(run_id)
-        if state is None or state.open_total > reporting:
+        if state is None:
             return None
         return PassRead(run_id, state.has_layers, state, state.passes)
 

@@ -453,7 +453,7 @@ class Worker:
             if logs:
                 await self.store.append_logs(logs)
             if outcomes:
-                claimed = await self._report(outcomes, counts, lane, doorbells, prefetched)
+                claimed = await self._report(outcomes, mine, lane, doorbells, prefetched)
         except BaseException:
             # Keep them for the next flush: nothing is lost while the store is away.
             self._logs[:0] = logs
@@ -483,7 +483,7 @@ class Worker:
     async def _report(
         self,
         outcomes: Sequence[tuple[AttemptOutcome, str, _Lane]],
-        counts: Counter[str],
+        mine: Sequence[str],
         lane: _Lane | None,
         doorbells: Sequence[tuple[str, Delivery]],
         prefetched: dict[str, tuple[PassRead, RunDelta]],
@@ -492,7 +492,7 @@ class Worker:
         advances next (into ``prefetched``); return what was claimed."""
         reported = [o for o, _, _ in outcomes]
         claimed: list[tuple[TaskRecord, AttemptRecord]] = []
-        reads = self._pass_reads(counts) if not doorbells else []
+        reads = self._pass_reads(mine) if not doorbells else []
         if lane is not None and doorbells:
             accepted, claimed = await self.store.finish_and_claim(
                 reported, lane.queue, len(doorbells), self.id, self.settings.lease_seconds
@@ -518,13 +518,13 @@ class Worker:
             return []
         return [run_id for run_id, n in reported.items() if advancer.holds_alone(run_id, n)]
 
-    def _pass_reads(self, reported: Counter[str]) -> list[PassRead]:
+    def _pass_reads(self, mine: Sequence[str]) -> list[PassRead]:
         """The pass reads to make with this report: of the runs this worker will advance
-        and whose copy its advancer holds."""
+        (``mine``) whose copy its advancer holds."""
         advancer = self.advancer
         if advancer is None:
             return []
-        reads = [advancer.pass_read(run_id, n) for run_id, n in reported.items()]
+        reads = [advancer.pass_read(run_id) for run_id in mine]
         return [read for read in reads if read is not None]
 
     async def _advance_reported(
