@@ -79,14 +79,15 @@ class SqlTriggersMixin:
         won: list[str] = []
         if not waits:
             return won
-        now = await self.now()
         c = t.tasks.c
         async with self._tx() as conn:
             for wait in waits:
+                # Started when parked: the instant its timer and timeout count from.
+                started = {"status": TaskStatus.RUNNING.value, "started_at": wait.created_at}
                 result = await conn.execute(
                     update(t.tasks)
                     .where(c.id == wait.task_id, c.status == TaskStatus.QUEUED.value)
-                    .values(status=TaskStatus.RUNNING.value, started_at=now, version=c.version + 1)
+                    .values(**started, version=c.version + 1)
                 )
                 if result.rowcount != 1:
                     continue
