@@ -18,7 +18,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from treadle.engine.fanout import is_group
-from treadle.model.states import TaskStatus
+from treadle.model.states import TASK_TERMINAL, TaskStatus
 from treadle.store.delta import RunDelta, weight
 from treadle.store.records import RunRecord, TaskChange, TaskRecord
 
@@ -29,7 +29,7 @@ _FIELDS = frozenset(TaskRecord.__slots__)
 def _bucket(task: TaskRecord) -> int:
     if task.status == TaskStatus.PENDING:
         return _PENDING
-    if task.settled and TaskStatus(task.status).terminal:
+    if task.settled and task.status in TASK_TERMINAL:
         return _DONE
     return _OPEN
 
@@ -87,7 +87,7 @@ class RunState:
         bucket = _bucket(task)
         if bucket == _OPEN:
             self.open_total += 1
-            if not task.settled and TaskStatus(task.status).terminal:
+            if not task.settled and task.status in TASK_TERMINAL:
                 self.unseen[task.id] = None
         if task.parent_id is None:
             return

@@ -28,7 +28,7 @@ from typing import Any
 from treadle.engine import fanout
 from treadle.engine.layering import plan_layers
 from treadle.errors import TemplateError
-from treadle.model.states import RunStatus, TaskStatus
+from treadle.model.states import TASK_TERMINAL, RunStatus, TaskStatus
 from treadle.model.templating import evaluate_condition, render_task_spec, render_value
 from treadle.secrets.refs import NONCE_FIELD, DeferredSecrets, stamp
 from treadle.store.records import LayerChange, LayerRecord, RunRecord, TaskChange, TaskRecord
@@ -92,25 +92,45 @@ def template_context(run: RunRecord, tasks: Sequence[TaskRecord]) -> dict[str, A
     return base
 
 
+# Plain strings: a pass compares every pending task's dependencies, and an enum member on
+# either side of each comparison is several times slower than two str objects.
+_PENDING = TaskStatus.PENDING.value
+_RUNNING = TaskStatus.RUNNING.value
+_COMPLETED = TaskStatus.COMPLETED.value
+_SKIPPED = TaskStatus.SKIPPED.value
+_FAILED = TaskStatus.FAILED.value
+_CANCELLED = TaskStatus.CANCELLED.value
+
+
 def _outcome(task: TaskRecord) -> str:
     """How a finished dependency counts for trigger rules."""
     status = task.status
-    if status in (TaskStatus.COMPLETED, TaskStatus.SKIPPED):
+    if status in (_COMPLETED, _SKIPPED):
         return _OK
-    if status == TaskStatus.FAILED:
+    if status == _FAILED:
         return _OK if task.spec.get("allow_failure") else _BAD
-    if status == TaskStatus.CANCELLED:
+    if status == _CANCELLED:
         return _BAD
     return _WAIT
 
 
 def trigger_verdict(rule: str, deps: Sequence[TaskRecord]) -> str:
     """:data:`RUN`, :data:`WAIT`, :data:`SKIP` or :data:`UPSTREAM_FAILED` for a pending task."""
-    outcomes = [_outcome(d) for d in deps]
-    done = _WAIT not in outcomes
-    bad = _BAD in outcomes
-    completed = any(d.status == TaskStatus.COMPLETED for d in deps)
-    failed = any(d.status in (TaskStatus.FAILED, TaskStatus.CANCELLED) for d in deps)
+    done = True  # every dependency finished
+    bad = False  # one counts as bad (see the module docstring)
+    completed = False  # one completed
+    failed = False  # one failed or was cancelled
+    for dep in deps:
+        outcome = _outcome(dep)
+        if outcome == _WAIT:
+            done = False
+        elif outcome == _BAD:
+            bad = True
+        status = dep.status
+        if status == _COMPLETED:
+            completed = True
+        elif status in (_FAILED, _CANCELLED):
+            failed = True
     if rule == "all_done":
         return RUN if done else WAIT
     if rule == "one_success":
@@ -148,7 +168,7 @@ def needs_outputs(run: RunRecord, tasks: Sequence[TaskRecord]) -> bool:
                 return True  # a fan-out child may be dispatched: it renders
             continue
         if task.status != TaskStatus.PENDING:
-            unfinished = unfinished or not TaskStatus(task.status).terminal
+            unfinished = unfinished or task.status not in TASK_TERMINAL
             continue
         unfinished = True
         deps = [by_name[d] for d in task.depends_on if d in by_name]
@@ -236,8 +256,11 @@ def _advance_tasks(
     for task in tasks:
         if task.parent_id is not None:
             continue
+        status = task.status
+        if status not in (_PENDING, _RUNNING):
+            continue  # queued, paused or finished: nothing to decide
         gated = paused or (task.layer in gates.layer_names and task.layer not in gates.open_layers)
-        if task.status == TaskStatus.RUNNING and fanout.is_group(task):
+        if status == _RUNNING and fanout.is_group(task):
             ready = fanout.advance_group(
                 task,
                 children[task.id],
@@ -252,7 +275,7 @@ def _advance_tasks(
                 for child in ready:
                     _queue(child, partial(fanout.render_child, child, context), now, decision)
             continue
-        if task.status != TaskStatus.PENDING or gated:
+        if status != _PENDING or gated:
             continue
         deps = [by_name[d] for d in task.depends_on if d in by_name]
         verdict = trigger_verdict(str(task.spec.get("trigger_rule", "all_success")), deps)
@@ -395,7 +418,7 @@ def _time_out(
 def _settle(tasks: Sequence[TaskRecord], decision: Decision) -> None:
     changed = {c.task_id for c in decision.task_changes}
     for task in tasks:
-        if not task.settled and task.id not in changed and TaskStatus(task.status).terminal:
+        if not task.settled and task.status in TASK_TERMINAL and task.id not in changed:
             decision.settled.append(task.id)
 
 
@@ -412,7 +435,7 @@ def _finish_if_done(
         c.task_id: c.values["status"] for c in decision.task_changes if "status" in c.values
     }
     statuses = [(t, str(projected.get(t.id, t.status))) for t in tasks if t.parent_id is None]
-    if any(not TaskStatus(s).terminal for _, s in statuses):
+    if any(s not in TASK_TERMINAL for _, s in statuses):
         return
     layer_status = {c.layer_id: c.values.get("status") for c in decision.layer_changes}
     if any(
