@@ -340,7 +340,7 @@ class Worker:
     async def _execute_bound(self, task: TaskRecord, attempt: AttemptRecord, lane: _Lane) -> None:
         started = asyncio.get_running_loop().time()
         metrics.IN_FLIGHT.inc()
-        log.info("task %s attempt %d started", task.name, attempt.number)
+        log.debug("task %s attempt %d started", task.name, attempt.number)
         try:
             outcome = await self._traced_attempt(task, attempt)
         except asyncio.CancelledError:
