@@ -13,6 +13,7 @@ checks for every backend.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
@@ -22,6 +23,7 @@ from treadle.store.delta import OPEN_ROW_FIELDS
 from treadle.store.pg_pass import (
     TERMINAL,
     WEIGHT,
+    claim_queued,
     fingerprints,
     open_rows_of,
     with_run_columns,
@@ -72,7 +74,9 @@ chosen AS MATERIALIZED (
 # stale attempt changes nothing, and a sweeper cannot expire them meanwhile); a task moves only
 # while the reported attempt is still its current, running one. A retried task goes back to
 # queued, due at its retry time.
-_FINISH_CTES = f"""
+def _finish_ctes(settled: str = "false") -> str:
+    """The report's CTEs; ``settled``: what the moved rows' settled flag becomes."""
+    return f"""
 reported AS (
     SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],
                          $6::text[], $7::timestamptz[])
@@ -101,12 +105,15 @@ reported AS (
         available_at = CASE WHEN r.task_status = '{_QUEUED}'
                             THEN coalesce(r.retry_at, $8) ELSE t.available_at END,
         published_at = CASE WHEN r.task_status = '{_QUEUED}' THEN NULL ELSE t.published_at END,
-        settled = false,
+        settled = {settled},
         version = t.version + 1
     FROM reported AS r JOIN live ON live.id = r.attempt_id
     WHERE t.id = r.task_id AND t.attempt_id = r.attempt_id AND t.status = '{_RUNNING}'
     RETURNING {", ".join(f"t.{name}" for name in OPEN_ROW_FIELDS)}
 )"""
+
+
+_FINISH_CTES = _finish_ctes()
 
 _CLAIM_ORDER = "ORDER BY priority DESC, available_at, seq"
 
@@ -165,6 +172,32 @@ fps AS ({fingerprints("$9")}), gained AS (
 SELECT e.accepted_ids, o.*
 FROM (SELECT array_agg(id) AS accepted_ids FROM ended) AS e
 LEFT JOIN ({with_run_columns("opened")}) AS o ON true
+"""
+
+
+@functools.lru_cache(maxsize=64)
+def finish_and_step(keys: tuple[str, ...]) -> str:
+    """A report of one attempt and the step decided ahead of it (``store/stepping.py``).
+
+    $1-$8 as FINISH_ATTEMPTS (one outcome), $9 run id, $10 the run's expected version, $11 and
+    $12 its expected task count and version sum, $13 worker id, $14 lease expiry, then the
+    queueing change as :func:`~treadle.store.pg_pass.claim_queued` takes it ($15 on). The guard
+    reads the statement's snapshot, from before the report (the reported task was running,
+    weighing nothing in the sum); the report settles its task only when the guard holds, and
+    the claim needs both. One row: accepted ids, the guard, the reported task's new version,
+    then the claimed task's columns (empty when nothing was claimed).
+    """
+    guard = "AND (SELECT ok FROM guard) AND EXISTS (SELECT 1 FROM moved)"
+    return f"""
+WITH guard AS MATERIALIZED (
+    SELECT coalesce((SELECT version = $10 FROM treadle_runs WHERE id = $9), false)
+       AND (SELECT count(*) = $11 AND coalesce(sum({WEIGHT}), 0) = $12
+            FROM treadle_tasks WHERE run_id = $9) AS ok
+), {_finish_ctes("(SELECT ok FROM guard)")},
+{claim_queued(keys, 15, "$8", "$13", "$14", guard)}
+SELECT (SELECT array_agg(id) FROM ended) AS accepted_ids, (SELECT ok FROM guard) AS stepped,
+       (SELECT version FROM moved) AS reported_version, c.*
+FROM (SELECT 1) AS one LEFT JOIN claimed AS c ON true
 """
 
 

@@ -133,8 +133,8 @@ def encoded(table: Table, column: str, value: Any, dumps: Callable[[Any], str]) 
 # -- the pass's write -------------------------------------------------------------------------
 
 
-def _sets(keys: Sequence[str]) -> str:
-    return ", ".join(f"{key} = ${number}" for number, key in enumerate(keys, 3))
+def _sets(keys: Sequence[str], first: int = 3) -> str:
+    return ", ".join(f"{key} = ${number}" for number, key in enumerate(keys, first))
 
 
 @functools.lru_cache(maxsize=64)
@@ -199,36 +199,46 @@ def settle_and_task_cas(keys: tuple[str, ...]) -> str:
     )
 
 
-@functools.lru_cache(maxsize=64)
-def queue_and_claim(keys: tuple[str, ...]) -> str:
-    """A queueing compare-and-set that claims the task in the same statement: the row goes
-    from pending straight to running, as a compare-and-set to queued followed by a claim
-    would leave it (version two past the expected one, attempt number one past, the attempt
-    row inserted). ``keys`` are the change's columns without ``status``.
-
-    $1 id, $2 expected version, the keys' values, then the ids to mark settled, the claim's
-    time, the worker id and the lease expiry.
-    """
-    settled, now, worker, lease = (f"${len(keys) + n}" for n in range(3, 7))
-    sets = f"{_sets(keys)}, " if keys else ""
-    return f"""
-WITH settle AS (
-    UPDATE {t.tasks.name} SET settled = true WHERE id = ANY({settled}::text[])
-), claimed AS (
+def claim_queued(
+    keys: Sequence[str], first: int, now: str, worker: str, lease: str, guard: str = ""
+) -> str:
+    """The CTEs ``claimed`` and ``recorded`` of a queueing compare-and-set that claims its
+    task: the row goes from pending straight to running, as a compare-and-set to queued
+    followed by a claim would leave it (version two past the expected one, attempt number one
+    past, the attempt row inserted). Parameters from ``$first``: the task id, its expected
+    version, then the values of ``keys`` (the change's columns without ``status``); ``guard``
+    adds conditions to the compare-and-set."""
+    task_id, version = f"${first}", f"${first + 1}"
+    sets = f"{_sets(keys, first + 2)}, " if keys else ""
+    return f"""claimed AS (
     UPDATE {t.tasks.name} AS t SET {sets}
         status = '{_RUNNING}',
         attempt_count = t.attempt_count + 1,
         attempt_id = t.id || '.' || (t.attempt_count + 1)::text,
         started_at = {now},
         version = t.version + 2
-    WHERE t.id = $1 AND t.version = $2
+    WHERE t.id = {task_id} AND t.version = {version} {guard}
     RETURNING {_columns(TASK_COLUMNS, "t")}
 ), recorded AS (
     INSERT INTO {t.attempts.name}
         (id, task_id, run_id, number, status, worker_id, started_at, lease_expires_at)
     SELECT attempt_id, id, run_id, attempt_count, '{_ATTEMPT_RUNNING}', {worker}, {now}, {lease}
     FROM claimed
-)
+)"""
+
+
+@functools.lru_cache(maxsize=64)
+def queue_and_claim(keys: tuple[str, ...]) -> str:
+    """:func:`claim_queued` as one statement that also marks tasks settled.
+
+    $1 id, $2 expected version, the keys' values, then the ids to mark settled, the claim's
+    time, the worker id and the lease expiry.
+    """
+    settled, now, worker, lease = (f"${len(keys) + n}" for n in range(3, 7))
+    return f"""
+WITH settle AS (
+    UPDATE {t.tasks.name} SET settled = true WHERE id = ANY({settled}::text[])
+), {claim_queued(keys, 1, now, worker, lease)}
 SELECT * FROM claimed
 """
 

@@ -71,6 +71,7 @@ from treadle.store.sql import (
     tasks_by_run,
     utcnow,
 )
+from treadle.store.stepping import RunFingerprint, StepResult
 
 SCHEMES = ("postgresql", "postgres", "postgresql+asyncpg")
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
@@ -449,6 +450,49 @@ class PostgresStore(SqlStore):
         tasks = pg_hot.claimed_tasks(rows)
         return ([change.task_id] if tasks else [], None), claimed_pairs(
             tasks, worker_id, now, lease
+        )
+
+    def as_stored(self, value: Any) -> Any:
+        """``value`` as reading it back from a JSON column returns it."""
+        return orjson.loads(_json_dumps(value))
+
+    async def finish_and_step(
+        self,
+        outcome: AttemptOutcome,
+        expected: RunFingerprint,
+        change: TaskChange,
+        worker_id: str,
+        lease_seconds: float,
+        now: datetime,
+    ) -> StepResult:
+        """A report and the step decided ahead of it in one statement
+        (``pg_hot.finish_and_step``; ``store/stepping.py``)."""
+        lease = now + timedelta(seconds=lease_seconds)
+        keys = tuple(sorted(key for key in change.values if key != "status"))
+        args = [
+            *pg_hot.finish_args([outcome], now, _json_dumps),
+            expected.run_id,
+            expected.run_version,
+            expected.task_count,
+            expected.version_sum,
+            worker_id,
+            lease,
+            *pg_pass.task_cas_args(change, keys, _json_dumps),
+        ]
+        async with self._raw() as conn:
+            rows = await conn.fetch(pg_hot.finish_and_step(keys), *args)
+        (row,) = rows
+        accepted = list(row["accepted_ids"] or [])
+        claimed = (
+            [TaskRecord(**{name: row[name] for name in TaskRecord.__slots__})]
+            if row["id"] is not None
+            else []
+        )
+        return StepResult(
+            accepted,
+            bool(accepted) and bool(row["stepped"]),
+            row["reported_version"],
+            claimed_pairs(claimed, worker_id, now, lease),
         )
 
     async def _raw_write(
