@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import dataclasses
 import functools
 import logging
 from collections import defaultdict
@@ -20,6 +21,7 @@ from typing import Any, Protocol
 
 from treadle.broker._common import ack_all
 from treadle.broker.base import COORDINATOR_QUEUE, Broker, Delivery
+from treadle.engine import step_ahead
 from treadle.engine.combiner import Combiner
 from treadle.engine.extensions import CoordinatorExtensions, rung_at_once
 from treadle.engine.fanout import finish_group
@@ -40,12 +42,14 @@ from treadle.store.batch import (
 )
 from treadle.store.delta import RunDelta, load_run_delta
 from treadle.store.records import (
+    AttemptOutcome,
     AttemptRecord,
     DecisionWrite,
     LayerRecord,
     RunRecord,
     TaskRecord,
 )
+from treadle.store.stepping import SteppingStore, StepResult
 
 log = logging.getLogger(__name__)
 
@@ -471,6 +475,66 @@ class Coordinator:
         if state is None:
             return None
         return PassRead(run_id, state.has_layers, state, state.passes)
+
+    async def plan_step(self, run_id: str, outcome: AttemptOutcome) -> step_ahead.StepPlan | None:
+        """The pass after a worker's report of ``outcome``, decided on this coordinator's
+        copy before the report is stored, when it is a chain's step the store can apply
+        with the report (engine/step_ahead.py); None otherwise, having changed nothing."""
+        state = self._states.get(run_id)
+        store = self.store
+        if (
+            state is None
+            or not isinstance(store, SteppingStore)
+            or run_id in self._run_locks
+            or not step_ahead.may_step(state, outcome)
+        ):
+            return None
+        passes = state.passes
+        now = await store.now()
+        if self._states.get(run_id) is not state or state.passes != passes:
+            return None  # a pass came in between
+        run = state.run
+        if run.deadline_at is not None and now >= run.deadline_at:
+            return None  # the run times out: an ordinary pass cancels everything
+        reported = step_ahead.finished(
+            state.tasks[outcome.task_id], outcome, store.as_stored(outcome.output), now
+        )
+        window = self.settings.fanout_window
+        seen, counts = state.view(window)
+        tasks = [reported if task.id == reported.id else task for task in seen]
+        decision = decide(run, tasks, now, [], counts, window, state.max_seq + 1)
+        change = step_ahead.chain_step(decision, reported.id)
+        if change is None or not rung_at_once(decision.queued[0], self.settings.queue_rates):
+            return None
+        return step_ahead.StepPlan(
+            state,
+            passes,
+            step_ahead.fingerprint(state),
+            reported,
+            change,
+            decision.queued[0],
+            now,
+        )
+
+    async def after_step(self, plan: step_ahead.StepPlan, result: StepResult) -> None:
+        """Bring the copy up to date with a step the store applied; when it did not apply
+        it (the run had moved, the report was stale) or the next task was not claimed, an
+        ordinary pass over a fresh read of the run."""
+        state = self._states.get(plan.run_id)
+        current = state is plan.state and state.passes == plan.passes
+        if state is not None and current and result.stepped and result.claimed:
+            assert result.reported_version is not None
+            state.reported(
+                dataclasses.replace(plan.reported, version=result.reported_version, settled=True)
+            )
+            state.won([plan.change], {plan.change.task_id})
+            state.passes += 1
+            self.advanced += 1
+            tracing.record_dispatch(state.run, [plan.queued])
+            return
+        if state is plan.state:
+            self._states.pop(plan.run_id, None)
+        await self.advance([plan.run_id])
 
     def holds_alone(self, run_id: str, reporting: int) -> bool:
         """Whether ``reporting`` just-finished tasks are all the run had open, as far as this

@@ -154,6 +154,10 @@ class RunState:
                 values["rendered"] = None  # a worker's spec: the scheduler never reads it
             self._replace(old, dataclasses.replace(old, **values, version=old.version + 1))
 
+    def reported(self, task: TaskRecord) -> None:
+        """Our own report of a task, stored as ``task`` shows it (engine/step_ahead.py)."""
+        self._replace(self.tasks[task.id], task)
+
     def settled(self, task_ids: Iterable[str]) -> None:
         """Our own settled marks (no version change)."""
         for task_id in task_ids:

@@ -47,10 +47,12 @@ from treadle.store.records import (
     TaskRecord,
     WorkerRecord,
 )
+from treadle.store.stepping import SteppingStore, StepResult
 from treadle.worker.runner import run_attempt
 
 if TYPE_CHECKING:
     from treadle.engine.coordinator import Coordinator, PassRead, Prefetched
+    from treadle.engine.step_ahead import StepPlan
 
 log = logging.getLogger(__name__)
 
@@ -449,10 +451,13 @@ class Worker:
         lane, doorbells = self._doorbells_for(free)
         claimed: list[tuple[TaskRecord, AttemptRecord]] = []
         prefetched: dict[str, tuple[PassRead, RunDelta]] = {}
+        step: tuple[StepPlan, StepResult] | None = None
         try:
             if logs:
                 await self.store.append_logs(logs)
             if outcomes:
+                step = await self._step(outcomes, kept)
+            if outcomes and step is None:
                 claimed = await self._report(outcomes, mine, lane, doorbells, prefetched)
         except BaseException:
             # Keep them for the next flush: nothing is lost while the store is away.
@@ -474,11 +479,56 @@ class Worker:
             self.completed += len(outcomes)
             self._kept = kept
             try:
-                await self._advance_reported(counts, mine, prefetched)
+                if step is not None:
+                    await self._after_step(*step)
+                else:
+                    await self._advance_reported(counts, mine, prefetched)
             finally:
                 for held in self._kept.values():
                     held.slots.release()
                 self._kept = {}
+
+    async def _step(
+        self,
+        outcomes: Sequence[tuple[AttemptOutcome, str, _Lane]],
+        kept: dict[str, _Lane],
+    ) -> tuple[StepPlan, StepResult] | None:
+        """Report a run's only open task together with its next step, decided ahead on the
+        advancer's copy (engine/step_ahead.py); None, having stored nothing, when the report
+        is not that (several outcomes, no copy, not a chain's step)."""
+        advancer = self.advancer
+        store = self.store
+        if (
+            advancer is None
+            or len(outcomes) != 1
+            or len(kept) != 1
+            or not isinstance(store, SteppingStore)
+        ):
+            return None
+        outcome, run_id, lane = outcomes[0]
+        plan = await advancer.plan_step(run_id, outcome)
+        if plan is None or self._lanes.get(plan.queued.queue) is not lane or self._stopping:
+            return None
+        result = await store.finish_and_step(
+            outcome, plan.expected, plan.change, self.id, self.lease_seconds, plan.now
+        )
+        _log_stale(outcomes, result.accepted)
+        if result.claimed:
+            # The next step's attempt takes over the slot the report kept for it.
+            del kept[run_id]
+            self._start_attempts(result.claimed, lane)
+        return plan, result
+
+    async def _after_step(self, plan: StepPlan, result: StepResult) -> None:
+        advancer = self.advancer
+        assert advancer is not None
+        try:
+            await advancer.after_step(plan, result)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.warning("advancing run %s here failed, the coordinator will: %s", plan.run_id, exc)
+            await self.broker.publish(COORDINATOR_QUEUE, [plan.run_id])
 
     async def _report(
         self,
