@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import AsyncIterator
+from datetime import UTC
+from typing import Any
 
 import asyncpg
 import pytest
@@ -114,3 +117,43 @@ async def test_close_ends_idle_and_busy_connections(pool: RawPool) -> None:
     assert idle.is_closed()
     with pytest.raises((asyncpg.InterfaceError, asyncpg.ConnectionDoesNotExistError, OSError)):
         await holder
+
+
+async def test_a_new_stores_hot_statements_are_planned_through_indexes() -> None:
+    """The hot statements' plans are made once per connection (generic plans): made while a
+    new store holds a few hundred rows, they must not scan whole tables, which later hold
+    millions (PostgreSQL chose a sequential scan to mark tasks settled by id)."""
+    from tests.contract.store_records import seed
+    from tests.contract.store_services import drop_postgres, open_postgres
+    from treadle.store import pg_hot, pg_pass
+
+    store = await open_postgres(f"treadle_test_{uuid.uuid4().hex[:12]}")
+    try:
+        await store.migrate()
+        for _ in range(10):
+            await seed(store, 20, status="pending")
+        async with store._raw() as conn:
+            plans = [
+                "\n".join(row[0] for row in await conn.fetch(f"EXPLAIN {statement}", *args))
+                for statement, args in (
+                    (pg_pass.MARK_SETTLED, [["a", "b"]]),
+                    (pg_pass.GET_RUNS_LIGHT, [["a"]]),
+                    (pg_pass.OPEN_ROWS, [["a"]]),
+                    (pg_pass.GET_TASKS, [["a"]]),
+                    (pg_hot.FINISH_ATTEMPTS, _finish_args()),
+                )
+            ]
+        for plan in plans:
+            assert "Seq Scan" not in plan, plan
+    finally:
+        await drop_postgres(store)
+
+
+def _finish_args() -> list[Any]:
+    from datetime import datetime
+
+    from treadle.store import pg_hot
+    from treadle.store.records import AttemptOutcome
+
+    outcome = AttemptOutcome("a.1", "a", "completed", "completed", None)
+    return list(pg_hot.finish_args([outcome], datetime.now(UTC), lambda v: "null"))
