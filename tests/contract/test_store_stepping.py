@@ -72,6 +72,20 @@ async def _state(store: PostgresStore, run_id: str) -> tuple[Any, ...]:
     return rows, sorted(attempts)
 
 
+async def _report_and_step(
+    store: PostgresStore,
+    run: RunRecord,
+    tasks: list[TaskRecord],
+    attempt_id: str,
+    version: int = 1,
+) -> StepResult:
+    """Report the first task's attempt and step to the second, as the run is now."""
+    now = await store.now()
+    expected = await _expected(store, run.id)
+    step = _step(tasks, now, version)
+    return await store.finish_and_step(_outcome(attempt_id, tasks), expected, step, "w2", 30, now)
+
+
 def test_postgres_is_a_stepping_store() -> None:
     assert isinstance(PostgresStore.__new__(PostgresStore), SteppingStore)
 
@@ -79,16 +93,8 @@ def test_postgres_is_a_stepping_store() -> None:
 async def test_a_step_leaves_what_a_report_then_a_write_and_claim_leave(
     store: PostgresStore,
 ) -> None:
-    now = await store.now()
     run, tasks, attempt_id = await _running_chain(store)
-    result = await store.finish_and_step(
-        _outcome(attempt_id, tasks),
-        await _expected(store, run.id),
-        _step(tasks, now),
-        "w2",
-        30,
-        now,
-    )
+    result = await _report_and_step(store, run, tasks, attempt_id)
     assert result.accepted == [attempt_id] and result.stepped
     ((claimed, attempt),) = result.claimed
     assert (claimed.name, claimed.status, attempt.worker_id, attempt.number) == (
@@ -101,7 +107,7 @@ async def test_a_step_leaves_what_a_report_then_a_write_and_claim_leave(
 
     twin, twin_tasks, twin_attempt = await _running_chain(store)
     assert await store.finish_attempts([_outcome(twin_attempt, twin_tasks)]) == [twin_attempt]
-    write = DecisionWrite([_step(twin_tasks, now)], [twin_tasks[0].id], None, [])
+    write = DecisionWrite([_step(twin_tasks, await store.now())], [twin_tasks[0].id], None, [])
     _, pairs = await store.apply_and_claim(write, [twin_tasks[1].id], "w2", 30)
     assert [(t.name, t.version) for t, _ in pairs] == [(claimed.name, claimed.version)]
     assert await _state(store, twin.id) == stepped
@@ -140,17 +146,9 @@ async def test_when_the_run_moved_only_the_report_is_stored(
 
 
 async def test_a_stale_report_stores_nothing(store: PostgresStore) -> None:
-    now = await store.now()
     run, tasks, attempt_id = await _running_chain(store)
     before = await _state(store, run.id)
-    result = await store.finish_and_step(
-        _outcome(attempt_id + "-old", tasks),
-        await _expected(store, run.id),
-        _step(tasks, now),
-        "w2",
-        30,
-        now,
-    )
+    result = await _report_and_step(store, run, tasks, attempt_id + "-old")
     assert result == StepResult([], False, None, [])
     assert await _state(store, run.id) == before
 
@@ -158,16 +156,8 @@ async def test_a_stale_report_stores_nothing(store: PostgresStore) -> None:
 async def test_a_lost_compare_and_set_settles_the_report_and_claims_nothing(
     store: PostgresStore,
 ) -> None:
-    now = await store.now()
     run, tasks, attempt_id = await _running_chain(store)
-    result = await store.finish_and_step(
-        _outcome(attempt_id, tasks),
-        await _expected(store, run.id),
-        _step(tasks, now, version=7),
-        "w2",
-        30,
-        now,
-    )
+    result = await _report_and_step(store, run, tasks, attempt_id, version=7)
     assert result == StepResult([attempt_id], True, 4, [])
     rows, attempts = await _state(store, run.id)
     assert [row[1:4] for row in rows] == [
