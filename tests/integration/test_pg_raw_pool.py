@@ -10,6 +10,7 @@ from typing import Any
 
 import asyncpg
 import pytest
+from sqlalchemy import text
 
 from tests.contract.store_services import POSTGRES_URL
 from tests.services import service_down
@@ -157,3 +158,22 @@ def _finish_args() -> list[Any]:
 
     outcome = AttemptOutcome("a.1", "a", "completed", "completed", None)
     return list(pg_hot.finish_args([outcome], datetime.now(UTC), lambda v: "null"))
+
+
+async def test_no_statement_of_the_store_is_jit_compiled() -> None:
+    """PostgreSQL compiles a statement whose estimated cost passes ``jit_above_cost``; for the
+    store's short statements that took longer than running them (0.6 s against 1 ms)."""
+    from tests.contract.store_services import drop_postgres, open_postgres
+    from treadle.store import pg_pass
+
+    store = await open_postgres(f"treadle_test_{uuid.uuid4().hex[:12]}")
+    try:
+        await store.migrate()
+        async with store._raw() as conn:
+            await conn.execute("SET jit_above_cost = 0")
+            rows = await conn.fetch(f"EXPLAIN (ANALYZE) {pg_pass.OPEN_ROWS_WITH_RUNS}", ["a"])
+        assert not any(row[0].startswith("JIT:") for row in rows)
+        async with store._tx() as general:
+            assert (await general.execute(text("SHOW jit"))).scalar_one() == "off"
+    finally:
+        await drop_postgres(store)
