@@ -479,10 +479,7 @@ class Worker:
             self.completed += len(outcomes)
             self._kept = kept
             try:
-                if step is not None:
-                    await self._after_step(*step)
-                else:
-                    await self._advance_reported(counts, mine, prefetched)
+                await self._advance_reported(counts, mine, prefetched, step)
             finally:
                 for held in self._kept.values():
                     held.slots.release()
@@ -518,17 +515,6 @@ class Worker:
             del kept[run_id]
             self._start_attempts(result.claimed, lane)
         return plan, result
-
-    async def _after_step(self, plan: StepPlan, result: StepResult) -> None:
-        advancer = self.advancer
-        assert advancer is not None
-        try:
-            await advancer.after_step(plan, result)
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            log.warning("advancing run %s here failed, the coordinator will: %s", plan.run_id, exc)
-            await self.broker.publish(COORDINATOR_QUEUE, [plan.run_id])
 
     async def _report(
         self,
@@ -578,16 +564,24 @@ class Worker:
         return [read for read in reads if read is not None]
 
     async def _advance_reported(
-        self, reported: Counter[str], mine: list[str], prefetched: Prefetched | None = None
+        self,
+        reported: Counter[str],
+        mine: list[str],
+        prefetched: Prefetched | None = None,
+        step: tuple[StepPlan, StepResult] | None = None,
     ) -> None:
-        """Advance here the runs this worker holds alone (``mine``); the coordinators get the
+        """Advance here the runs this worker holds alone (``mine``; after a ``step`` stored
+        with the report, its one run is brought up to date); the coordinators get the
         others."""
         advancer = self.advancer
         held = set(mine)
         others = [r for r in reported if r not in held]
         if advancer is not None and mine:
             try:
-                await advancer.advance(mine, prefetched)
+                if step is not None:
+                    await advancer.after_step(*step)
+                else:
+                    await advancer.advance(mine, prefetched)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
