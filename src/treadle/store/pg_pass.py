@@ -199,6 +199,12 @@ def settle_and_task_cas(keys: tuple[str, ...]) -> str:
     )
 
 
+def queued_keys(change: TaskChange) -> tuple[str, ...]:
+    """The columns a queueing change sets besides ``status``, in the order
+    :func:`claim_queued` and :func:`task_cas_args` number them."""
+    return tuple(sorted(key for key in change.values if key != "status"))
+
+
 def claim_queued(
     keys: Sequence[str], first: int, now: str, worker: str, lease: str, guard: str = ""
 ) -> str:

@@ -449,7 +449,7 @@ class PostgresStore(SqlStore):
             return applied, await self.claim(ids, worker_id, lease_seconds)
         now = await self.now()
         lease = now + timedelta(seconds=lease_seconds)
-        keys = tuple(sorted(key for key in change.values if key != "status"))
+        keys = pg_pass.queued_keys(change)
         args = [
             *pg_pass.task_cas_args(change, keys, _json_dumps),
             list(write.settled),
@@ -480,7 +480,7 @@ class PostgresStore(SqlStore):
         """A report and the step decided ahead of it in one statement
         (``pg_hot.finish_and_step``; ``store/stepping.py``)."""
         lease = now + timedelta(seconds=lease_seconds)
-        keys = tuple(sorted(key for key in change.values if key != "status"))
+        keys = pg_pass.queued_keys(change)
         args = [
             *pg_hot.finish_args([outcome], now, _json_dumps),
             expected.run_id,
@@ -493,13 +493,10 @@ class PostgresStore(SqlStore):
         ]
         async with self._raw() as conn:
             rows = await conn.fetch(pg_hot.finish_and_step(keys), *args)
+        # One row, shaped as FINISH_AND_CLAIM's (accepted ids first, the claimed task's
+        # columns empty when nothing was claimed), with the guard and the reported version.
+        accepted, claimed = pg_hot.finish_and_claim_results(rows)
         (row,) = rows
-        accepted = list(row["accepted_ids"] or [])
-        claimed = (
-            [TaskRecord(**{name: row[name] for name in TaskRecord.__slots__})]
-            if row["id"] is not None
-            else []
-        )
         return StepResult(
             accepted,
             bool(accepted) and bool(row["stepped"]),
