@@ -18,10 +18,9 @@ from typing import Any
 from treadle.engine.run_state import RunState
 from treadle.engine.scheduler import Decision
 from treadle.model.states import AttemptStatus, RunStatus, TaskStatus
+from treadle.store.delta import ACTIVE_STATUSES
 from treadle.store.records import AttemptOutcome, TaskChange, TaskRecord
 from treadle.store.stepping import RunFingerprint
-
-_OPEN = (TaskStatus.QUEUED.value, TaskStatus.RUNNING.value)
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,7 +50,7 @@ def may_step(state: RunState, outcome: AttemptOutcome) -> bool:
     return (
         task is not None
         and task.parent_id is None
-        and task.status in _OPEN
+        and task.status in ACTIVE_STATUSES
         and state.open_total == 1
         and not state.has_layers
         and state.run.status == RunStatus.RUNNING.value
