@@ -118,19 +118,28 @@ class ScheduleRunner:
                 continue
             last_run = run_id
             started += 1
-        values: dict[str, Any] = {
-            "next_fire_at": following,
-            "last_run_id": last_run,
-            "fired": schedule.fired + started,
-            "skipped": schedule.skipped + skipped + (len(ticks) - len(chosen)),
-            "last_error": error,
-        }
-        if ticks:
-            values["last_fire_at"] = ticks[-1]
-        updated = await self.store.update_schedule(schedule.name, schedule.version, values)
-        if updated is None:
-            return 0  # another coordinator moved the schedule on; its runs have the same ids
-        return started
+        passed = skipped + (len(ticks) - len(chosen))
+        current = schedule
+        while True:
+            values: dict[str, Any] = {
+                "next_fire_at": following,
+                "last_run_id": last_run,
+                "fired": current.fired + started,
+                "skipped": current.skipped + passed,
+                "last_error": error,
+            }
+            if ticks:
+                values["last_fire_at"] = ticks[-1]
+            updated = await self.store.update_schedule(current.name, current.version, values)
+            if updated is not None:
+                return started
+            try:
+                current = await self.store.get_schedule(schedule.name)
+            except NotFound:
+                return 0  # deleted meanwhile
+            if current.next_fire_at != schedule.next_fire_at:
+                return 0  # another coordinator fired these ticks; its runs have the same ids
+            # Changed otherwise (paused, edited) while these runs started: count them still.
 
     async def _active(self, run_id: str | None) -> bool:
         if run_id is None:

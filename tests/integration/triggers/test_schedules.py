@@ -243,3 +243,31 @@ async def test_definition_schedule_follows_the_latest_version(store_url: str) ->
         assert changed.cron == "30 15 * * *" and changed.next_fire_at != first.next_fire_at
         await service.create_definition({k: v for k, v in doc.items() if k != "schedule"})
         assert await service.store.list_schedules() == []
+
+
+async def test_runs_started_while_the_schedule_is_paused_are_still_counted(
+    store_url: str,
+) -> None:
+    """A coordinator starts a tick's run, then an operator pauses the schedule before the
+    coordinator records the tick: the pause must not make the run go uncounted."""
+    definition = {
+        "name": "counted",
+        "schedule": {"cron": "* * * * * *", "overlap": "allow", "catchup": "latest"},
+        "tasks": [{"name": "n", "kind": "noop"}],
+    }
+    async with running_node(store_url, roles=()) as service:
+        await service.create_definition(definition)
+        await make_due(service, "counted", (await service.store.now()) - timedelta(seconds=2))
+
+        async def start_then_pause(*args: Any, **kwargs: Any) -> Any:
+            run = await service.start_run(*args, **kwargs)
+            schedule = await service.store.get_schedule("counted")
+            assert await service.store.update_schedule(
+                "counted", schedule.version, {"paused": True}
+            )
+            return run
+
+        assert await ScheduleRunner(service.store, start_then_pause).fire_due() == 1
+        final = await service.store.get_schedule("counted")
+        assert final.paused
+        assert final.fired == len(await scheduled_runs(service, "counted")) == 1
