@@ -107,7 +107,11 @@ async def test_catchup_all_latest_none(store_url: str) -> None:
         assert len({r.labels[FIRE_LABEL] for r in for_all}) == len(for_all)
         assert len(latest) == 1
         assert now - datetime.fromisoformat(latest[0].labels[FIRE_LABEL]) < timedelta(minutes=1)
-        assert none == []
+        # "none" skips every missed tick; only a tick that came due during the firing (a minute
+        # turned, within the grace of 1 s) may have started.
+        assert len(none) <= 1
+        fresh = first_fire - timedelta(seconds=1)
+        assert all(datetime.fromisoformat(r.labels[FIRE_LABEL]) >= fresh for r in none), none
         skipped = await service.store.get_schedule("c-none")
         assert skipped.skipped >= 60
         assert skipped.fired == len(await scheduled_runs(service, "c-none"))  # 0, or a fresh tick
