@@ -81,7 +81,9 @@ def _log_outcome(
     task: TaskRecord, attempt: AttemptRecord, outcome: AttemptOutcome, seconds: float
 ) -> None:
     if outcome.attempt_status == AttemptStatus.COMPLETED.value:
-        log.info("task %s attempt %d completed in %.3fs", task.name, attempt.number, seconds)
+        # Debug, as the start: the store keeps every attempt, and a line per task was a tenth
+        # of a worker's CPU per no-op step.
+        log.debug("task %s attempt %d completed in %.3fs", task.name, attempt.number, seconds)
         return
     then = (
         "will be retried"
