@@ -115,19 +115,46 @@ def as_mapping(record: Any) -> Mapping[str, Any]:
 
 
 # -- values for the raw connection ---------------------------------------------------------
+_JSON, _TIME, _PLAIN = "json", "time", "plain"
+
+
+@functools.cache
+def _kind(table: Table, column: str) -> str:
+    """How a column's values are bound (looked up once: the column lookup is the slow part)."""
+    column_type = table.c[column].type
+    if isinstance(column_type, JSON):
+        return _JSON
+    return _TIME if isinstance(column_type, UTCDateTime) else _PLAIN
+
+
 def is_json(table: Table, column: str) -> bool:
     """Whether the column holds JSON (sent as text and cast in the statement)."""
-    return isinstance(table.c[column].type, JSON)
+    return _kind(table, column) == _JSON
 
 
 def encoded(table: Table, column: str, value: Any, dumps: Callable[[Any], str]) -> Any:
     """A value as the raw connection binds it for this column: JSON as text (None as JSON
     ``null``, as SQLAlchemy's JSON type stores it), times as aware UTC datetimes."""
-    if is_json(table, column):
+    kind = _kind(table, column)
+    if kind == _JSON:
         return dumps(value)
-    if value is not None and isinstance(table.c[column].type, UTCDateTime):
+    if value is not None and kind == _TIME:
         return as_utc(value)
     return value
+
+
+def encoded_column(
+    table: Table, column: str, rows: Sequence[Any], dumps: Callable[[Any], str]
+) -> list[Any]:
+    """One column's values of many records (attribute ``column``), encoded as :func:`encoded`
+    does, in the order of ``rows``."""
+    values = [getattr(row, column) for row in rows]
+    kind = _kind(table, column)
+    if kind == _JSON:
+        return [dumps(value) for value in values]
+    if kind == _TIME:
+        return [None if value is None else as_utc(value) for value in values]
+    return values
 
 
 # -- the pass's write -------------------------------------------------------------------------

@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy import JSON, BigInteger, Boolean, Integer, String, Table, Text
 
 from treadle.store import schema as t
-from treadle.store.pg_pass import encoded, is_json
+from treadle.store.pg_pass import encoded, encoded_column, is_json
 from treadle.store.records import RunRecord, TaskRecord
 from treadle.store.schema import UTCDateTime
 
@@ -90,8 +90,7 @@ def create_run_args(
     """The parameters of :data:`CREATE_RUN`: the run's fields, one array per task field, then
     the events' kinds, actors and details."""
     args = [encoded(t.runs, name, getattr(run, name), dumps) for name in RUN_FIELDS]
-    for name in TASK_FIELDS:
-        args.append([encoded(t.tasks, name, getattr(task, name), dumps) for task in tasks])
+    args.extend(encoded_column(t.tasks, name, tasks, dumps) for name in TASK_FIELDS)
     args.append([kind for kind, _, _ in events])
     args.append([actor for _, actor, _ in events])
     args.append([dumps(detail) for _, _, detail in events])
