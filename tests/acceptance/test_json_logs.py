@@ -28,7 +28,8 @@ def test_every_line_is_json_and_task_lines_carry_their_ids(tmp_path: Path) -> No
             }
         ],
     }
-    server = start_server(tmp_path, "--log-format", "json")
+    # Debug level: a completed attempt's line is a debug line (the store keeps every attempt).
+    server = start_server(tmp_path, "--log-format", "json", env={"TREADLE_LOG_LEVEL": "debug"})
     try:
         with server.client() as client:
             created = client.post("/api/v1/runs", json={"definition": definition, "inputs": {}})
