@@ -487,6 +487,83 @@ async def test_postgres_write_and_claim_equals_a_write_then_a_claim() -> None:
         await drop_postgres(store)
 
 
+async def test_postgres_write_and_claim_many_equals_each_alone() -> None:
+    """``apply_and_claim_many``: chain steps of several runs in one statement leave what
+    ``apply_and_claim`` leaves for each of them, a lost compare-and-set among them included;
+    a write that is not a chain step is applied as alone."""
+    store = await open_postgres(f"treadle_test_{uuid.uuid4().hex[:12]}")
+    try:
+        await store.migrate()
+        now = await store.now()
+
+        def step(run: RunRecord, tasks: list[TaskRecord], version: int, n: int) -> DecisionWrite:
+            values = {"status": "queued", "rendered": {"n": n}, "queued_at": now}
+            values |= {"available_at": now, "published_at": now}
+            return DecisionWrite(
+                [TaskChange(tasks[1].id, version, values)], [tasks[0].id], None, []
+            )
+
+        def finishing(
+            run: RunRecord, tasks: list[TaskRecord], version: int, n: int
+        ) -> DecisionWrite:
+            write = step(run, tasks, version, n)
+            run_change = (run.id, run.version, {"status": "running"})
+            return dataclasses.replace(write, run_change=run_change)
+
+        shapes = ((step, 1), (step, 1), (step, 7), (finishing, 1), (step, 1))
+
+        async def seeded() -> list[tuple[RunRecord, list[TaskRecord], DecisionWrite]]:
+            made = []
+            for shape, version in shapes:
+                run, tasks = await seed(store, 3, status="pending")
+                await store.update_tasks([TaskChange(tasks[0].id, 1, {"status": "completed"})])
+                made.append((run, tasks, shape(run, tasks, version, len(made))))
+            return made
+
+        async def outcome(made: list[Any], results: list[Any]) -> list[Any]:
+            rows = []
+            for (run, tasks, _), ((won, updated), claimed) in zip(made, results, strict=True):
+                index = {t.id: n for n, t in enumerate(tasks)}
+                rows.append(
+                    (
+                        [index[w] for w in won],
+                        _without_ids(updated),
+                        [_without_times(r) for r in await store.get_tasks(run.id)],
+                        [(index[t.id], t.status, t.version, a.number) for t, a in claimed],
+                        [
+                            (a.number, a.status, a.worker_id)
+                            for a in await store.get_attempts(run.id)
+                        ],
+                    )
+                )
+            return rows
+
+        made = await seeded()
+        requests = [(write, [tasks[1].id]) for _, tasks, write in made]
+        together = await outcome(made, await store.apply_and_claim_many(requests, "w1", 30))
+        made = await seeded()
+        alone = [
+            await store.apply_and_claim(write, [tasks[1].id], "w1", 30) for _, tasks, write in made
+        ]
+        assert together == await outcome(made, alone)
+        assert [row[3] for row in together] == [
+            [(1, "running", 3, 1)],
+            [(1, "running", 3, 1)],
+            [],  # its compare-and-set lost: nothing moved but the settled mark
+            [(1, "running", 3, 1)],
+            [(1, "running", 3, 1)],
+        ]
+        assert [[r["settled"] for r in row[2]] for row in together] == [[True, False, False]] * 5
+        # Each task got its own change's values.
+        assert [row[2][1]["rendered"] for row in together] == [{"n": n} for n in (0, 1)] + [
+            None,
+            {"n": 3},
+            {"n": 4},
+        ]
+    finally:
+        await drop_postgres(store)
+
+
 def _without_times(task: TaskRecord) -> dict[str, Any]:
     """A task without its ids and times (a claim's start differs from one try to the next)."""
     fields = _without_ids(task)

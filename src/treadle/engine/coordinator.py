@@ -71,6 +71,10 @@ class PassRead:
 
 #: Pass reads made ahead of the passes, by run id (Coordinator.advance).
 Prefetched = Mapping[str, tuple[PassRead, RunDelta]]
+#: A pass's write with the ids of the tasks it queues that the local worker claims, and what
+#: the store returns for it (ClaimingPassStore.apply_and_claim).
+ClaimingRequest = tuple[DecisionWrite, Sequence[str]]
+ClaimingResult = tuple[Applied, list[tuple[TaskRecord, AttemptRecord]]]
 
 
 class LocalWorker(Protocol):
@@ -166,6 +170,10 @@ class Coordinator:
         self._bells: Combiner[tuple[str, list[str]], None] = Combiner(
             self._ring_many, self._ring_one
         )
+        # Passes that queue a task for the local worker (chain steps of several runs).
+        self._claiming: Combiner[ClaimingRequest, ClaimingResult] = Combiner(
+            self._claim_many, self._claim_one
+        )
 
     # -- lifecycle ------------------------------------------------------------------------
     async def start(self) -> None:
@@ -185,7 +193,8 @@ class Coordinator:
                 await task
         self._tasks = []
         # After the loops: a pass still waiting on a batch ends with them, not before.
-        for combiner in (self._reads, self._full_reads, self._writes, self._bells):
+        combiners = (self._reads, self._full_reads, self._writes, self._claiming, self._bells)
+        for combiner in combiners:
             await combiner.close()
 
     async def resume_all(self) -> None:
@@ -437,16 +446,24 @@ class Coordinator:
     ) -> tuple[Applied, list[tuple[TaskRecord, AttemptRecord]]]:
         """The pass's write, claiming the reserved tasks it queues for the local worker."""
         local = self.local_worker
-        assert local is not None and isinstance(self.store, ClaimingPassStore)
+        assert local is not None
         try:
-            applied, claimed = await self.store.apply_and_claim(
-                write, [t.id for t in reserved], local.id, local.lease_seconds
-            )
+            applied, claimed = await self._claiming.submit((write, [t.id for t in reserved]))
         except BaseException:
             local.begin(reserved, [])
             raise
         local.begin(reserved, claimed)
         return applied, claimed
+
+    async def _claim_one(self, request: ClaimingRequest) -> ClaimingResult:
+        local, store = self.local_worker, self.store
+        assert local is not None and isinstance(store, ClaimingPassStore)
+        return await store.apply_and_claim(*request, local.id, local.lease_seconds)
+
+    async def _claim_many(self, requests: Sequence[ClaimingRequest]) -> list[ClaimingResult]:
+        local, store = self.local_worker, self.store
+        assert local is not None and isinstance(store, ClaimingPassStore)
+        return await store.apply_and_claim_many(requests, local.id, local.lease_seconds)
 
     async def _read_one(self, request: tuple[str, bool]) -> RunDelta:
         return await load_run_delta(self.store, *request)

@@ -59,6 +59,16 @@ class ClaimingPassStore(Protocol):
         compare-and-set lost is not claimed). Atomic where the store can make it so."""
         ...
 
+    async def apply_and_claim_many(
+        self,
+        requests: Sequence[tuple[DecisionWrite, Sequence[str]]],
+        worker_id: str,
+        lease_seconds: float,
+    ) -> list[tuple[Applied, list[tuple[TaskRecord, AttemptRecord]]]]:
+        """What ``apply_and_claim`` returns for each ``(write, claim_ids)``, in order; the
+        writes of different runs may share statements."""
+        ...
+
 
 @runtime_checkable
 class FinishAndReadStore(Protocol):

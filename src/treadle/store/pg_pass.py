@@ -20,7 +20,7 @@ import functools
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import JSON, Table
+from sqlalchemy import JSON, BigInteger, Boolean, Integer, String, Table, Text
 
 from treadle.model.states import AttemptStatus, TaskStatus
 from treadle.store import schema as t
@@ -125,6 +125,27 @@ def _kind(table: Table, column: str) -> str:
     if isinstance(column_type, JSON):
         return _JSON
     return _TIME if isinstance(column_type, UTCDateTime) else _PLAIN
+
+
+# JSON goes as text and is cast in the statement (the connection's codec encodes text).
+_SQL_TYPES: tuple[tuple[type[Any], str], ...] = (
+    (UTCDateTime, "timestamptz"),
+    (JSON, "text"),
+    (BigInteger, "bigint"),
+    (Integer, "int"),
+    (Boolean, "bool"),
+    (Text, "text"),
+    (String, "text"),
+)
+
+
+def sql_type(table: Table, name: str) -> str:
+    """The PostgreSQL type a column's parameter is bound as on the raw connection."""
+    column_type = table.c[name].type
+    for kind, sql in _SQL_TYPES:
+        if isinstance(column_type, kind):
+            return sql
+    raise TypeError(f"{table.name}.{name}: no raw type for {column_type!r}")
 
 
 def is_json(table: Table, column: str) -> bool:
@@ -274,6 +295,58 @@ WITH settle AS (
 ), {claim_queued(keys, 1, now, worker, lease)}
 SELECT * FROM claimed
 """
+
+
+@functools.lru_cache(maxsize=64)
+def queue_and_claim_many(keys: tuple[str, ...]) -> str:
+    """:func:`queue_and_claim` for several tasks at once (chain steps of several runs).
+
+    $1 task ids, $2 their expected versions, one array per key (the values of ``keys``), then
+    the ids to mark settled, the claim's time, the worker id and the lease expiry. Each task
+    moves only from its expected version, as alone; the rows are locked in id order first, so
+    two such statements over the same tasks wait for each other rather than deadlock.
+    """
+    arrays = ", ".join(
+        f"${n}::{sql_type(t.tasks, key)}[]" for n, key in enumerate(("id", "version", *keys), 1)
+    )
+    settled, now, worker, lease = (f"${len(keys) + n}" for n in range(3, 7))
+    sets = "".join(f"{key} = v.{key}{'::json' if is_json(t.tasks, key) else ''}, " for key in keys)
+    return f"""
+WITH settle AS (
+    UPDATE {t.tasks.name} SET settled = true WHERE id = ANY({settled}::text[])
+), wanted AS (
+    SELECT * FROM unnest({arrays}) AS v({_columns(("id", "expected", *keys))})
+), locked AS MATERIALIZED (
+    SELECT t.id FROM {t.tasks.name} AS t JOIN wanted USING (id) ORDER BY t.id FOR UPDATE OF t
+), claimed AS (
+    UPDATE {t.tasks.name} AS t SET {sets}
+        status = '{_RUNNING}',
+        attempt_count = t.attempt_count + 1,
+        attempt_id = t.id || '.' || (t.attempt_count + 1)::text,
+        started_at = {now},
+        version = t.version + 2
+    FROM wanted AS v
+    WHERE t.id = v.id AND t.version = v.expected AND t.id IN (SELECT id FROM locked)
+    RETURNING {_columns(TASK_COLUMNS, "t")}
+), recorded AS (
+    INSERT INTO {t.attempts.name}
+        (id, task_id, run_id, number, status, worker_id, started_at, lease_expires_at)
+    SELECT attempt_id, id, run_id, attempt_count, '{_ATTEMPT_RUNNING}', {worker}, {now}, {lease}
+    FROM claimed
+)
+SELECT * FROM claimed
+"""
+
+
+def queue_and_claim_many_args(
+    changes: Sequence[TaskChange], keys: Sequence[str], dumps: Callable[[Any], str]
+) -> list[Any]:
+    """The task arrays of :func:`queue_and_claim_many` (ids, expected versions, each key's
+    values), in the order of ``changes``."""
+    args: list[Any] = [[c.task_id for c in changes], [c.expected_version for c in changes]]
+    for key in keys:
+        args.append([encoded(t.tasks, key, c.values[key], dumps) for c in changes])
+    return args
 
 
 def claimable_change(write: DecisionWrite, claim_ids: Sequence[str]) -> TaskChange | None:

@@ -13,31 +13,11 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Boolean, Integer, String, Table, Text
+from sqlalchemy import Table
 
 from treadle.store import schema as t
-from treadle.store.pg_pass import encoded, encoded_column, is_json
+from treadle.store.pg_pass import encoded, encoded_column, is_json, sql_type
 from treadle.store.records import RunRecord, TaskRecord
-from treadle.store.schema import UTCDateTime
-
-# JSON goes as text and is cast in the statement (the connection's codec encodes text).
-_SQL_TYPES: tuple[tuple[type[Any], str], ...] = (
-    (UTCDateTime, "timestamptz"),
-    (JSON, "text"),
-    (BigInteger, "bigint"),
-    (Integer, "int"),
-    (Boolean, "bool"),
-    (Text, "text"),
-    (String, "text"),
-)
-
-
-def _sql_type(table: Table, name: str) -> str:
-    column_type = table.c[name].type
-    for kind, sql in _SQL_TYPES:
-        if isinstance(column_type, kind):
-            return sql
-    raise TypeError(f"{table.name}.{name}: no raw type for {column_type!r}")
 
 
 def _value(table: Table, name: str) -> str:
@@ -51,12 +31,12 @@ TASK_FIELDS = tuple(TaskRecord.__slots__)
 
 def _statement() -> str:
     run_params = ", ".join(
-        f"${n}::{_sql_type(t.runs, name)}" + ("::json" if is_json(t.runs, name) else "")
+        f"${n}::{sql_type(t.runs, name)}" + ("::json" if is_json(t.runs, name) else "")
         for n, name in enumerate(RUN_FIELDS, 1)
     )
     first = len(RUN_FIELDS) + 1
     task_arrays = ", ".join(
-        f"${n}::{_sql_type(t.tasks, name)}[]" for n, name in enumerate(TASK_FIELDS, first)
+        f"${n}::{sql_type(t.tasks, name)}[]" for n, name in enumerate(TASK_FIELDS, first)
     )
     task_values = ", ".join(_value(t.tasks, name) for name in TASK_FIELDS)
     events = first + len(TASK_FIELDS)

@@ -33,7 +33,7 @@ import time
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 import asyncpg
 import orjson
@@ -464,6 +464,54 @@ class PostgresStore(SqlStore):
         return ([change.task_id] if tasks else [], None), claimed_pairs(
             tasks, worker_id, now, lease
         )
+
+    async def apply_and_claim_many(
+        self,
+        requests: Sequence[tuple[DecisionWrite, Sequence[str]]],
+        worker_id: str,
+        lease_seconds: float,
+    ) -> list[tuple[Applied, list[tuple[TaskRecord, AttemptRecord]]]]:
+        """Each ``(write, claim_ids)`` as :meth:`apply_and_claim` applies it; the chain steps
+        among them (of several runs) in one statement (``pg_pass.queue_and_claim_many``)."""
+        results: list[tuple[Applied, list[tuple[TaskRecord, AttemptRecord]]] | None]
+        results = [None] * len(requests)
+        steps: dict[tuple[str, ...], list[tuple[int, TaskChange]]] = {}
+        for index, (write, claim_ids) in enumerate(requests):
+            change = pg_pass.claimable_change(write, claim_ids)
+            if change is None:
+                results[index] = await self.apply_and_claim(
+                    write, claim_ids, worker_id, lease_seconds
+                )
+            else:
+                steps.setdefault(pg_pass.queued_keys(change), []).append((index, change))
+        for keys, group in steps.items():
+            if len(group) == 1:
+                ((index, _),) = group
+                write, claim_ids = requests[index]
+                results[index] = await self.apply_and_claim(
+                    write, claim_ids, worker_id, lease_seconds
+                )
+                continue
+            group.sort(key=lambda item: item[1].task_id)
+            settled = sorted({i for index, _ in group for i in requests[index][0].settled})
+            now = await self.now()
+            lease = now + timedelta(seconds=lease_seconds)
+            args = [
+                *pg_pass.queue_and_claim_many_args([c for _, c in group], keys, _json_dumps),
+                settled,
+                now,
+                worker_id,
+                lease,
+            ]
+            async with self._raw() as conn:
+                rows = await conn.fetch(pg_pass.queue_and_claim_many(keys), *args)
+            claimed = claimed_pairs(pg_hot.claimed_tasks(rows), worker_id, now, lease)
+            pairs = {task.id: (task, attempt) for task, attempt in claimed}
+            for index, change in group:
+                pair = pairs.get(change.task_id)
+                results[index] = (([change.task_id], None), [pair]) if pair else (([], None), [])
+        assert all(result is not None for result in results)
+        return cast(list[tuple[Applied, list[tuple[TaskRecord, AttemptRecord]]]], results)
 
     def as_stored(self, value: Any) -> Any:
         """``value`` as reading it back from a JSON column returns it."""
