@@ -591,9 +591,47 @@ class Coordinator:
             now, now - timedelta(seconds=self.settings.redeliver_after), self.settings.batch
         )
         if due:
+            due = await self._answerable(due)
+        if due:
             await self.store.mark_published([t.id for t in due], now)
             await self.publish(due)
         return len(due)
+
+    async def _answerable(self, due: list[TaskRecord]) -> list[TaskRecord]:
+        """``due`` without the doorbells rung again that no worker could answer now.
+
+        A task whose doorbell rang more than ``redeliver_after`` ago is rung again in case the
+        bell was lost. Behind a backlog the bell is only waiting its turn in the broker, and
+        ringing every such task again (a batch per tick) cost as much as the work itself:
+        100,000 queued tasks took 66 s instead of 53 s. So a queue whose workers report every
+        slot busy gets no bell rung again, and one with free slots at most as many as those
+        (a lost bell matters once a worker is idle). First bells (a retry's backoff ended, a
+        rate-limited slot came) always ring; so do queues no registered worker serves.
+        """
+        again = {
+            t.id
+            for t in due
+            if t.published_at is not None
+            and (t.available_at is None or t.published_at >= t.available_at)
+        }
+        if not again:
+            return due
+        spare: dict[str, int] = defaultdict(int)
+        for worker in await self.store.list_workers():
+            if worker.status != "alive":
+                continue
+            free = max(0, sum(worker.queues.values()) - worker.in_flight)
+            for queue, slots in worker.queues.items():
+                spare[queue] += min(free, slots)
+        rung_again: dict[str, int] = defaultdict(int)
+        kept: list[TaskRecord] = []
+        for task in due:
+            if task.id in again and task.queue in spare:
+                if rung_again[task.queue] >= spare[task.queue]:
+                    continue
+                rung_again[task.queue] += 1
+            kept.append(task)
+        return kept
 
     async def sweep(self) -> None:
         """Re-queue tasks whose lease expired and advance runs with unseen finished tasks."""
