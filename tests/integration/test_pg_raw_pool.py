@@ -150,33 +150,6 @@ async def test_a_new_stores_hot_statements_are_planned_through_indexes() -> None
         await drop_postgres(store)
 
 
-async def test_a_claim_planned_on_a_new_store_reads_the_queue_in_order() -> None:
-    """A claim's generic plan made before the first ANALYZE (PostgreSQL then estimates one
-    queued row) must still read the ready index in claim order: a plan that fetches every
-    queued task and sorts them took 38 ms per claim with 100,000 tasks queued."""
-    from datetime import datetime, timedelta
-
-    from tests.contract.store_records import seed
-    from tests.contract.store_services import drop_postgres, open_postgres
-    from treadle.store import pg_hot
-
-    store = await open_postgres(f"treadle_test_{uuid.uuid4().hex[:12]}")
-    try:
-        await store.migrate()
-        for _ in range(10):
-            await seed(store, 20, status="queued")
-        now = datetime.now(UTC)
-        async with store._raw() as conn:
-            claim_args = ["default", now, 8, now, "w1", now + timedelta(seconds=30)]
-            rows = await conn.fetch(f"EXPLAIN {pg_hot.CLAIM_NEXT}", *claim_args)
-        plan = "\n".join(row[0] for row in rows)
-        chosen = plan.split("CTE chosen")[1].split("CTE claimed")[0]  # the choice alone
-        assert "ix_treadle_tasks_ready" in chosen, plan
-        assert "Sort" not in chosen, plan
-    finally:
-        await drop_postgres(store)
-
-
 def _finish_args() -> list[Any]:
     from datetime import datetime
 

@@ -207,9 +207,6 @@ class PostgresStore(SqlStore):
             **server_settings,
             "plan_cache_mode": "force_generic_plan",
             "enable_seqscan": "off",
-            # A claim planned while the table had no statistics (one row estimated) fetched
-            # every queued task and sorted them rather than read the ready index in order.
-            "enable_sort": "off",
         }
         self._raw_pool = RawPool(
             {**raw_kwargs, **connect_args, "server_settings": raw_settings},
