@@ -264,6 +264,15 @@ def claim_queued(
     adds conditions to the compare-and-set."""
     task_id, version = f"${first}", f"${first + 1}"
     sets = f"{_sets(keys, first + 2)}, " if keys else ""
+    where = f"t.id = {task_id} AND t.version = {version} {guard}"
+    return _claimed_and_recorded(sets, "", where, now, worker, lease)
+
+
+def _claimed_and_recorded(
+    sets: str, source: str, where: str, now: str, worker: str, lease: str
+) -> str:
+    """The CTEs ``claimed`` (the rows ``where`` picks, ``sets`` applied, moved straight to
+    running) and ``recorded`` (their attempts), shared by the one-task and many-task claims."""
     return f"""claimed AS (
     UPDATE {t.tasks.name} AS t SET {sets}
         status = '{_RUNNING}',
@@ -271,7 +280,8 @@ def claim_queued(
         attempt_id = t.id || '.' || (t.attempt_count + 1)::text,
         started_at = {now},
         version = t.version + 2
-    WHERE t.id = {task_id} AND t.version = {version} {guard}
+    {source}
+    WHERE {where}
     RETURNING {_columns(TASK_COLUMNS, "t")}
 ), recorded AS (
     INSERT INTO {t.attempts.name}
@@ -311,6 +321,7 @@ def queue_and_claim_many(keys: tuple[str, ...]) -> str:
     )
     settled, now, worker, lease = (f"${len(keys) + n}" for n in range(3, 7))
     sets = "".join(f"{key} = v.{key}{'::json' if is_json(t.tasks, key) else ''}, " for key in keys)
+    where = "t.id = v.id AND t.version = v.expected AND t.id IN (SELECT id FROM locked)"
     return f"""
 WITH settle AS (
     UPDATE {t.tasks.name} SET settled = true WHERE id = ANY({settled}::text[])
@@ -318,22 +329,7 @@ WITH settle AS (
     SELECT * FROM unnest({arrays}) AS v({_columns(("id", "expected", *keys))})
 ), locked AS MATERIALIZED (
     SELECT t.id FROM {t.tasks.name} AS t JOIN wanted USING (id) ORDER BY t.id FOR UPDATE OF t
-), claimed AS (
-    UPDATE {t.tasks.name} AS t SET {sets}
-        status = '{_RUNNING}',
-        attempt_count = t.attempt_count + 1,
-        attempt_id = t.id || '.' || (t.attempt_count + 1)::text,
-        started_at = {now},
-        version = t.version + 2
-    FROM wanted AS v
-    WHERE t.id = v.id AND t.version = v.expected AND t.id IN (SELECT id FROM locked)
-    RETURNING {_columns(TASK_COLUMNS, "t")}
-), recorded AS (
-    INSERT INTO {t.attempts.name}
-        (id, task_id, run_id, number, status, worker_id, started_at, lease_expires_at)
-    SELECT attempt_id, id, run_id, attempt_count, '{_ATTEMPT_RUNNING}', {worker}, {now}, {lease}
-    FROM claimed
-)
+), {_claimed_and_recorded(sets, "FROM wanted AS v", where, now, worker, lease)}
 SELECT * FROM claimed
 """
 
