@@ -167,15 +167,9 @@ def encoded(table: Table, column: str, value: Any, dumps: Callable[[Any], str]) 
 def encoded_column(
     table: Table, column: str, rows: Sequence[Any], dumps: Callable[[Any], str]
 ) -> list[Any]:
-    """One column's values of many records (attribute ``column``), encoded as :func:`encoded`
-    does, in the order of ``rows``."""
-    values = [getattr(row, column) for row in rows]
-    kind = _kind(table, column)
-    if kind == _JSON:
-        return [dumps(value) for value in values]
-    if kind == _TIME:
-        return [None if value is None else as_utc(value) for value in values]
-    return values
+    """One column's values of many records (attribute ``column``), each as :func:`encoded`
+    binds it, in the order of ``rows``."""
+    return [encoded(table, column, getattr(row, column), dumps) for row in rows]
 
 
 # -- the pass's write -------------------------------------------------------------------------

@@ -33,7 +33,7 @@ import time
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, cast
+from typing import Any
 
 import asyncpg
 import orjson
@@ -473,25 +473,20 @@ class PostgresStore(SqlStore):
     ) -> list[tuple[Applied, list[tuple[TaskRecord, AttemptRecord]]]]:
         """Each ``(write, claim_ids)`` as :meth:`apply_and_claim` applies it; the chain steps
         among them (of several runs) in one statement (``pg_pass.queue_and_claim_many``)."""
-        results: list[tuple[Applied, list[tuple[TaskRecord, AttemptRecord]]] | None]
-        results = [None] * len(requests)
         steps: dict[tuple[str, ...], list[tuple[int, TaskChange]]] = {}
         for index, (write, claim_ids) in enumerate(requests):
             change = pg_pass.claimable_change(write, claim_ids)
-            if change is None:
-                results[index] = await self.apply_and_claim(
-                    write, claim_ids, worker_id, lease_seconds
-                )
-            else:
+            if change is not None:
                 steps.setdefault(pg_pass.queued_keys(change), []).append((index, change))
-        for keys, group in steps.items():
-            if len(group) == 1:
-                ((index, _),) = group
-                write, claim_ids = requests[index]
+        groups = {keys: group for keys, group in steps.items() if len(group) > 1}
+        batched = {index for group in groups.values() for index, _ in group}
+        results: dict[int, tuple[Applied, list[tuple[TaskRecord, AttemptRecord]]]] = {}
+        for index, (write, claim_ids) in enumerate(requests):
+            if index not in batched:
                 results[index] = await self.apply_and_claim(
                     write, claim_ids, worker_id, lease_seconds
                 )
-                continue
+        for keys, group in groups.items():
             group.sort(key=lambda item: item[1].task_id)
             settled = sorted({i for index, _ in group for i in requests[index][0].settled})
             now = await self.now()
@@ -510,8 +505,7 @@ class PostgresStore(SqlStore):
             for index, change in group:
                 pair = pairs.get(change.task_id)
                 results[index] = (([change.task_id], None), [pair]) if pair else (([], None), [])
-        assert all(result is not None for result in results)
-        return cast(list[tuple[Applied, list[tuple[TaskRecord, AttemptRecord]]]], results)
+        return [results[index] for index in range(len(requests))]
 
     def as_stored(self, value: Any) -> Any:
         """``value`` as reading it back from a JSON column returns it."""
