@@ -44,6 +44,7 @@ def make_task(
     available_at: datetime | None = None,
     priority: int = 0,
     task_id: str | None = None,
+    queue: str = "default",
     **extra: Any,
 ) -> TaskRecord:
     queued = status == "queued"
@@ -55,7 +56,7 @@ def make_task(
         status=status,
         spec={"run": f"echo {seq}", "env": {"A": "1"}},
         depends_on=[] if seq == 0 else [f"task-{seq - 1}"],
-        queue="default",
+        queue=queue,
         priority=priority,
         created_at=created_at,
         queued_at=created_at if queued else None,

@@ -6,9 +6,12 @@ import asyncio
 import dataclasses
 from datetime import timedelta
 
+import pytest
+
 from tests.contract.store_records import make_run, make_task, seed
 from treadle.store.base import Store
 from treadle.store.records import AttemptOutcome, TaskChange
+from treadle.store.stats import StoreStats
 
 FAR = timedelta(days=1)
 
@@ -40,6 +43,47 @@ async def test_due_tasks_order_and_filters(store: Store) -> None:
     assert [t.seq for t in await store.due_tasks(now, past, 2)] == [2, 1]
     later = now + timedelta(seconds=61)
     assert [t.seq for t in await store.due_tasks(later, past, 10)] == [3, 2, 1, 0, 6]
+
+
+async def test_due_tasks_span_queues_best_first(store: Store) -> None:
+    """The sweep takes the best ``limit`` due tasks of all queues together, and a queue
+    holding only running or future tasks gives none."""
+    now = await store.now()
+    run = make_run(now)
+    ago = [now - timedelta(seconds=s) for s in range(10)]
+    tasks = [
+        make_task(run.id, 0, now, queue="a", available_at=ago[5], priority=1),
+        make_task(run.id, 1, now, queue="b", available_at=ago[9], priority=1),
+        make_task(run.id, 2, now, queue="c", available_at=ago[1], priority=7),
+        make_task(run.id, 3, now, queue="a", available_at=ago[8], priority=0),
+        make_task(run.id, 4, now, queue="b", available_at=ago[2], priority=3),
+        make_task(run.id, 5, now, queue="d", status="running", available_at=ago[3]),
+        make_task(run.id, 6, now, queue="e", available_at=now + FAR, priority=9),
+    ]
+    await store.create_run(run, tasks)
+    past = now - FAR
+    assert [t.seq for t in await store.due_tasks(now, past, 10)] == [2, 4, 1, 0, 3]
+    assert [t.seq for t in await store.due_tasks(now, past, 3)] == [2, 4, 1]
+    assert [t.queue for t in await store.due_tasks(now, past, 2)] == ["c", "b"]
+
+
+async def test_queue_depths_count_queued_and_running_per_queue(store: Store) -> None:
+    if not isinstance(store, StoreStats):
+        pytest.skip(f"{type(store).__name__} reports no queue depths (the UI says so)")
+    now = await store.now()
+    run = make_run(now)
+    statuses = [("a", "queued"), ("a", "queued"), ("a", "running"), ("b", "running")]
+    statuses += [("c", "succeeded"), ("c", "pending"), ("d", "queued")]
+    tasks = [
+        make_task(run.id, seq, now, queue=queue, status=status)
+        for seq, (queue, status) in enumerate(statuses)
+    ]
+    await store.create_run(run, tasks)
+    assert await store.queue_depths() == {
+        "a": {"queued": 2, "running": 1},
+        "b": {"queued": 0, "running": 1},
+        "d": {"queued": 1, "running": 0},
+    }
 
 
 async def test_mark_published_and_redeliver(store: Store) -> None:

@@ -28,6 +28,7 @@ from sqlalchemy import (
     literal_column,
     or_,
     select,
+    text,
     tuple_,
     update,
 )
@@ -104,6 +105,50 @@ _MARK_SETTLED = _repeated(
     update(t.tasks).where(_C.id.in_(bindparam("ids", expanding=True))).values(settled=True)
 )
 _QUEUED_LITERAL: ColumnClause[str] = literal_column(f"'{TaskStatus.QUEUED.value}'", String())
+
+_RUNNING_LITERAL: ColumnClause[str] = literal_column(f"'{TaskStatus.RUNNING.value}'", String())
+# The queues holding queued tasks, one index probe each (ix_treadle_tasks_ready leads with the
+# queue; a DISTINCT would read every queued entry). ORDER BY ... LIMIT 1, not min(): without
+# statistics PostgreSQL estimated one queued row and aggregated the whole index for min().
+QUEUES_WITH_QUEUED = text(f"""
+WITH RECURSIVE queues(queue) AS (
+    SELECT * FROM (SELECT queue FROM treadle_tasks WHERE status = '{TaskStatus.QUEUED.value}'
+                   ORDER BY queue LIMIT 1) AS first
+    UNION ALL
+    SELECT (SELECT later.queue FROM treadle_tasks AS later
+            WHERE later.status = '{TaskStatus.QUEUED.value}' AND later.queue > queues.queue
+            ORDER BY later.queue LIMIT 1)
+    FROM queues WHERE queues.queue IS NOT NULL
+)
+SELECT queue FROM queues WHERE queue IS NOT NULL
+""")
+# One queue's due tasks whose doorbell never rang, rang before the task became due, or rang
+# before the redelivery cut-off, in the claim's order.
+_DUE_OF_QUEUE = _repeated(
+    select(t.tasks)
+    .where(
+        _C.queue == bindparam("queue"),
+        _C.status == _QUEUED_LITERAL,
+        _C.available_at <= bindparam("now"),
+        or_(
+            _C.published_at.is_(None),
+            _C.published_at < _C.available_at,
+            _C.published_at < bindparam("redeliver_before"),
+        ),
+    )
+    .order_by(_C.priority.desc(), _C.available_at, _C.seq)
+    .limit(bindparam("limit"))
+)
+_QUEUE_DEPTHS = _repeated(
+    select(_C.queue, _QUEUED_LITERAL, func.count())
+    .where(_C.status == _QUEUED_LITERAL)
+    .group_by(_C.queue)
+    .union_all(
+        select(_C.queue, _RUNNING_LITERAL, func.count())
+        .where(_C.status == _RUNNING_LITERAL)
+        .group_by(_C.queue)
+    )
+)
 
 
 def _claim_statement(which: Any) -> Any:
@@ -897,23 +942,15 @@ class SqlStore(SqlTokensMixin, SqlTriggersMixin, SqlSecretsMixin, ABC):
     async def due_tasks(
         self, now: datetime, redeliver_before: datetime, limit: int
     ) -> list[TaskRecord]:
-        c = t.tasks.c
-        query = (
-            select(t.tasks)
-            .where(
-                c.status == _QUEUED_LITERAL,
-                c.available_at <= now,
-                or_(
-                    c.published_at.is_(None),
-                    c.published_at < c.available_at,
-                    c.published_at < redeliver_before,
-                ),
-            )
-            .order_by(c.priority.desc(), c.available_at)
-            .limit(limit)
-        )
+        # Queue by queue through the claims' index, then the best `limit` of all of them.
+        params = {"now": now, "redeliver_before": redeliver_before, "limit": limit}
+        due: list[TaskRecord] = []
         async with self._tx() as conn:
-            return [_task(r) for r in (await conn.execute(query)).all()]
+            for (queue,) in (await conn.execute(QUEUES_WITH_QUEUED)).all():
+                rows = await conn.execute(_DUE_OF_QUEUE, {**params, "queue": queue})
+                due.extend(_task(row) for row in rows.all())
+        due.sort(key=lambda task: (-task.priority, task.available_at or now, task.seq))
+        return due[:limit]
 
     async def mark_published(self, task_ids: Sequence[str], at: datetime) -> None:
         if task_ids:
@@ -1244,16 +1281,9 @@ class SqlStore(SqlTokensMixin, SqlTriggersMixin, SqlSecretsMixin, ABC):
         return counts
 
     async def queue_depths(self) -> dict[str, dict[str, int]]:
-        """Queue -> {"queued": n, "running": n}; reads only unfinished tasks (partial index)."""
-        query = (
-            select(_C.queue, _C.status, func.count())
-            .where(
-                _C.status.in_([_QUEUED_LITERAL, literal_column(f"'{TaskStatus.RUNNING.value}'")])
-            )
-            .group_by(_C.queue, _C.status)
-        )
+        """Queue -> {"queued": n, "running": n}; reads only unfinished tasks (partial indexes)."""
         depths: dict[str, dict[str, int]] = {}
         async with self._tx() as conn:
-            for queue, status, count in (await conn.execute(query)).all():
+            for queue, status, count in (await conn.execute(_QUEUE_DEPTHS)).all():
                 depths.setdefault(queue, {"queued": 0, "running": 0})[status] = int(count)
         return depths
