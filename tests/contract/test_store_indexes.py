@@ -18,7 +18,7 @@ from tests.contract.store_services import drop_postgres, open_postgres
 from treadle.store import schema
 from treadle.store.pg_hot import CLAIM_NEXT
 from treadle.store.postgres import PostgresStore
-from treadle.store.sql import QUEUES_WITH_QUEUED
+from treadle.store.sql import DUE_TASKS_LATERAL, QUEUES_WITH_QUEUED
 from treadle.store.sqlite import SqliteStore
 
 QUEUED = 3_000
@@ -73,12 +73,18 @@ async def test_postgres_hot_reads_use_their_one_index() -> None:
             )
             claim = await _explain(conn, "EXECUTE claim('q1', now(), 8, now(), 'w', now())")
             queues = await _explain(conn, str(QUEUES_WITH_QUEUED))
+            sweep_sql = DUE_TASKS_LATERAL.element.text.replace(":now", "now()")
+            sweep_sql = sweep_sql.replace(":redeliver_before", "now()").replace(":limit", "5")
+            sweep = await _explain(conn, sweep_sql)
             await conn.rollback()
         chosen = claim.split("CTE claimed")[0]
         assert "Index Scan using ix_treadle_tasks_ready" in chosen, claim
         assert "Sort" not in chosen.split("CTE chosen")[1], claim
         # Each step of the walk over queues is one index probe, not an aggregate of the index.
         assert "Aggregate" not in queues and "Limit" in queues, queues
+        # The sweep reads each queue's due tasks through the same index, in its order.
+        assert "ix_treadle_tasks_ready" in sweep and "Aggregate" not in sweep, sweep
+        assert "Seq Scan" not in sweep, sweep
         depths = await store.queue_depths()
         assert sum(d["queued"] for d in depths.values()) == QUEUED - QUEUED // 10
         assert sum(d["running"] for d in depths.values()) == QUEUED // 10

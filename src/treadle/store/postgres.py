@@ -164,6 +164,7 @@ class PostgresStore(SqlStore):
     """PostgreSQL through asyncpg: a pooled engine, leases on the server clock."""
 
     skip_locked = True
+    _due_in_one_statement = True
 
     def __init__(
         self, url: str, *, pool_size: int | None = None, max_overflow: int | None = None

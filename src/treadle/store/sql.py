@@ -110,7 +110,7 @@ _RUNNING_LITERAL: ColumnClause[str] = literal_column(f"'{TaskStatus.RUNNING.valu
 # The queues holding queued tasks, one index probe each (ix_treadle_tasks_ready leads with the
 # queue; a DISTINCT would read every queued entry). ORDER BY ... LIMIT 1, not min(): without
 # statistics PostgreSQL estimated one queued row and aggregated the whole index for min().
-QUEUES_WITH_QUEUED = text(f"""
+_QUEUE_WALK = f"""
 WITH RECURSIVE queues(queue) AS (
     SELECT * FROM (SELECT queue FROM treadle_tasks WHERE status = '{TaskStatus.QUEUED.value}'
                    ORDER BY queue LIMIT 1) AS first
@@ -120,8 +120,33 @@ WITH RECURSIVE queues(queue) AS (
             ORDER BY later.queue LIMIT 1)
     FROM queues WHERE queues.queue IS NOT NULL
 )
-SELECT queue FROM queues WHERE queue IS NOT NULL
-""")
+"""
+QUEUES_WITH_QUEUED = text(_QUEUE_WALK + "SELECT queue FROM queues WHERE queue IS NOT NULL")
+# Due tasks (as _DUE_OF_QUEUE below) of every queue in one statement, for a database with
+# LATERAL (PostgreSQL): each queue's best `limit` through the ready index, then the best of all.
+DUE_TASKS_LATERAL = (
+    text(
+        _QUEUE_WALK
+        + f"""
+SELECT due.* FROM queues CROSS JOIN LATERAL (
+    SELECT * FROM treadle_tasks
+    WHERE queue = queues.queue AND status = '{TaskStatus.QUEUED.value}' AND available_at <= :now
+      AND (published_at IS NULL OR published_at < available_at
+           OR published_at < :redeliver_before)
+    ORDER BY priority DESC, available_at, seq
+    LIMIT :limit
+) AS due
+WHERE queues.queue IS NOT NULL
+ORDER BY due.priority DESC, due.available_at, due.seq
+LIMIT :limit
+"""
+    )
+    .bindparams(
+        bindparam("now", type_=_C.available_at.type),
+        bindparam("redeliver_before", type_=_C.published_at.type),
+    )
+    .columns(*t.tasks.columns)
+)
 # One queue's due tasks whose doorbell never rang, rang before the task became due, or rang
 # before the redelivery cut-off, in the claim's order.
 _DUE_OF_QUEUE = _repeated(
@@ -939,13 +964,18 @@ class SqlStore(SqlTokensMixin, SqlTriggersMixin, SqlSecretsMixin, ABC):
         return [ch.task_id for ch in holding]
 
     # -- dispatch -------------------------------------------------------------------------
+    # PostgreSQL reads every queue's due tasks in one statement (LATERAL); SQLite has no
+    # LATERAL and asks queue by queue, which costs it no round trips.
+    _due_in_one_statement = False
+
     async def due_tasks(
         self, now: datetime, redeliver_before: datetime, limit: int
     ) -> list[TaskRecord]:
-        # Queue by queue through the claims' index, then the best `limit` of all of them.
         params = {"now": now, "redeliver_before": redeliver_before, "limit": limit}
         due: list[TaskRecord] = []
         async with self._tx() as conn:
+            if self._due_in_one_statement:
+                return [_task(row) for row in (await conn.execute(DUE_TASKS_LATERAL, params))]
             for (queue,) in (await conn.execute(QUEUES_WITH_QUEUED)).all():
                 rows = await conn.execute(_DUE_OF_QUEUE, {**params, "queue": queue})
                 due.extend(_task(row) for row in rows.all())
