@@ -145,6 +145,8 @@ class Coordinator:
         self._states: dict[str, RunState] = {}
         self.reloads = 0  # full reads of a run after the first (the copy had gone stale)
         self._run_locks: dict[str, list[Any]] = {}  # run id -> [lock, users]
+        # Runs the last sweep found with finished tasks nobody had looked at yet.
+        self._unsettled_seen: set[str] = set()
         self._waiters: dict[str, list[asyncio.Future[RunRecord]]] = {}
         # Called with task ids whose attempts must stop now (in-process workers register here;
         # remote workers notice through their kill check).
@@ -644,7 +646,17 @@ class Coordinator:
                 task.status,
                 extra={"run_id": task.run_id, "task_id": task.id},
             )
-        run_ids = set(await self.store.unsettled_run_ids(self.settings.batch))
+        # A run is the sweep's only once the previous sweep saw it unsettled too: a report
+        # and the pass that follows it are two statements on some paths, and a sweep that
+        # advanced the run between them raced the worker's own pass (its write lost, the
+        # run's next step went to whichever worker rang first).
+        # A full batch takes no turns: which runs a limited read returns may change from one
+        # sweep to the next, and waiting for a second sighting could then wait for ever.
+        found = await self.store.unsettled_run_ids(self.settings.batch)
+        unsettled = set(found)
+        full = len(found) >= self.settings.batch
+        run_ids = unsettled if full else unsettled & self._unsettled_seen
+        self._unsettled_seen = unsettled
         run_ids.update(t.run_id for t in changed)
         now = await self.store.now()
         run_ids.update(await self.store.overdue_run_ids(now, self.settings.batch))
