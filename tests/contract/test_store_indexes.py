@@ -9,10 +9,12 @@ queue on each claim.
 from __future__ import annotations
 
 import uuid
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import inspect
+from sqlalchemy.dialects import postgresql
 
 from tests.contract.store_services import drop_postgres, open_postgres
 from treadle.store import schema
@@ -49,6 +51,12 @@ async def _explain(conn: Any, statement: str) -> str:
     return "\n".join(row[0] for row in rows)
 
 
+def _with_values(statement: Any, **values: Any) -> str:
+    """A Core statement as PostgreSQL SQL with ``values`` written in for its parameters."""
+    bound = statement.params(**values)
+    return str(bound.compile(dialect=postgresql.dialect(), compile_kwargs={"literal_binds": True}))
+
+
 async def test_postgres_hot_reads_use_their_one_index() -> None:
     store = await open_postgres(f"treadle_test_{uuid.uuid4().hex[:12]}")
     try:
@@ -72,10 +80,10 @@ async def test_postgres_hot_reads_use_their_one_index() -> None:
                 + CLAIM_NEXT
             )
             claim = await _explain(conn, "EXECUTE claim('q1', now(), 8, now(), 'w', now())")
-            queues = await _explain(conn, str(QUEUES_WITH_QUEUED))
-            sweep_sql = DUE_TASKS_LATERAL.element.text.replace(":now", "now()")
-            sweep_sql = sweep_sql.replace(":redeliver_before", "now()").replace(":limit", "5")
-            sweep = await _explain(conn, sweep_sql)
+            queues = await _explain(conn, _with_values(QUEUES_WITH_QUEUED))
+            now = datetime.now(UTC)
+            due = _with_values(DUE_TASKS_LATERAL, now=now, redeliver_before=now, limit=5)
+            sweep = await _explain(conn, due)
             await conn.rollback()
         chosen = claim.split("CTE claimed")[0]
         assert "Index Scan using ix_treadle_tasks_ready" in chosen, claim

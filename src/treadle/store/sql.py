@@ -18,6 +18,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import (
+    Integer,
     String,
     and_,
     bindparam,
@@ -28,7 +29,7 @@ from sqlalchemy import (
     literal_column,
     or_,
     select,
-    text,
+    true,
     tuple_,
     update,
 )
@@ -107,62 +108,61 @@ _MARK_SETTLED = _repeated(
 _QUEUED_LITERAL: ColumnClause[str] = literal_column(f"'{TaskStatus.QUEUED.value}'", String())
 
 _RUNNING_LITERAL: ColumnClause[str] = literal_column(f"'{TaskStatus.RUNNING.value}'", String())
-# The queues holding queued tasks, one index probe each (ix_treadle_tasks_ready leads with the
-# queue; a DISTINCT would read every queued entry). ORDER BY ... LIMIT 1, not min(): without
-# statistics PostgreSQL estimated one queued row and aggregated the whole index for min().
-_QUEUE_WALK = f"""
-WITH RECURSIVE queues(queue) AS (
-    SELECT * FROM (SELECT queue FROM treadle_tasks WHERE status = '{TaskStatus.QUEUED.value}'
-                   ORDER BY queue LIMIT 1) AS first
-    UNION ALL
-    SELECT (SELECT later.queue FROM treadle_tasks AS later
-            WHERE later.status = '{TaskStatus.QUEUED.value}' AND later.queue > queues.queue
-            ORDER BY later.queue LIMIT 1)
-    FROM queues WHERE queues.queue IS NOT NULL
-)
-"""
-QUEUES_WITH_QUEUED = text(_QUEUE_WALK + "SELECT queue FROM queues WHERE queue IS NOT NULL")
-# Due tasks (as _DUE_OF_QUEUE below) of every queue in one statement, for a database with
-# LATERAL (PostgreSQL): each queue's best `limit` through the ready index, then the best of all.
+
+
+def _due_of(queue: Any) -> Any:
+    """One queue's due tasks whose doorbell never rang, rang before the task became due, or
+    rang before the redelivery cut-off, best ``limit`` in the claim's order (read through
+    ix_treadle_tasks_ready)."""
+    return (
+        select(t.tasks)
+        .where(
+            _C.queue == queue,
+            _C.status == _QUEUED_LITERAL,
+            _C.available_at <= bindparam("now"),
+            or_(
+                _C.published_at.is_(None),
+                _C.published_at < _C.available_at,
+                _C.published_at < bindparam("redeliver_before"),
+            ),
+        )
+        .order_by(_C.priority.desc(), _C.available_at, _C.seq)
+        .limit(bindparam("limit", type_=Integer))
+    )
+
+
+def _queue_walk() -> Any:
+    """The queues holding queued tasks, one index probe each (ix_treadle_tasks_ready leads with
+    the queue; a DISTINCT would read every queued entry). ORDER BY ... LIMIT 1, not min():
+    without statistics PostgreSQL estimated one queued row and aggregated the whole index."""
+    one: ColumnClause[int] = literal_column("1")
+    first = (
+        select(_C.queue).where(_C.status == _QUEUED_LITERAL).order_by(_C.queue).limit(one)
+    ).subquery("first")
+    walk = select(first.c.queue).cte("queues", recursive=True)
+    later = t.tasks.alias("later")
+    following = (
+        select(later.c.queue)
+        .where(later.c.status == _QUEUED_LITERAL, later.c.queue > walk.c.queue)
+        .order_by(later.c.queue)
+        .limit(one)
+        .scalar_subquery()
+    )
+    return walk.union_all(select(following).where(walk.c.queue.is_not(None)))
+
+
+_QUEUES = _queue_walk()
+QUEUES_WITH_QUEUED = select(_QUEUES.c.queue).where(_QUEUES.c.queue.is_not(None))
+_DUE_OF_QUEUE = _repeated(_due_of(bindparam("queue")))
+# Every queue's due tasks in one statement, for a database with LATERAL (PostgreSQL): each
+# queue's best `limit` through the ready index, then the best of all.
+_DUE_LATERAL = _due_of(_QUEUES.c.queue).lateral("due")
 DUE_TASKS_LATERAL = (
-    text(
-        _QUEUE_WALK
-        + f"""
-SELECT due.* FROM queues CROSS JOIN LATERAL (
-    SELECT * FROM treadle_tasks
-    WHERE queue = queues.queue AND status = '{TaskStatus.QUEUED.value}' AND available_at <= :now
-      AND (published_at IS NULL OR published_at < available_at
-           OR published_at < :redeliver_before)
-    ORDER BY priority DESC, available_at, seq
-    LIMIT :limit
-) AS due
-WHERE queues.queue IS NOT NULL
-ORDER BY due.priority DESC, due.available_at, due.seq
-LIMIT :limit
-"""
-    )
-    .bindparams(
-        bindparam("now", type_=_C.available_at.type),
-        bindparam("redeliver_before", type_=_C.published_at.type),
-    )
-    .columns(*t.tasks.columns)
-)
-# One queue's due tasks whose doorbell never rang, rang before the task became due, or rang
-# before the redelivery cut-off, in the claim's order.
-_DUE_OF_QUEUE = _repeated(
-    select(t.tasks)
-    .where(
-        _C.queue == bindparam("queue"),
-        _C.status == _QUEUED_LITERAL,
-        _C.available_at <= bindparam("now"),
-        or_(
-            _C.published_at.is_(None),
-            _C.published_at < _C.available_at,
-            _C.published_at < bindparam("redeliver_before"),
-        ),
-    )
-    .order_by(_C.priority.desc(), _C.available_at, _C.seq)
-    .limit(bindparam("limit"))
+    select(_DUE_LATERAL)
+    .select_from(_QUEUES.join(_DUE_LATERAL, true()))
+    .where(_QUEUES.c.queue.is_not(None))
+    .order_by(_DUE_LATERAL.c.priority.desc(), _DUE_LATERAL.c.available_at, _DUE_LATERAL.c.seq)
+    .limit(bindparam("limit", type_=Integer))
 )
 _QUEUE_DEPTHS = _repeated(
     select(_C.queue, _QUEUED_LITERAL, func.count())
