@@ -110,6 +110,8 @@ _HELD_RUNS: contextvars.ContextVar[frozenset[str]] = contextvars.ContextVar(
 )
 
 STATE_CACHE_RUNS = 2000
+#: Runs remembered as finished here, so that a late event for one costs a light read.
+FINISHED_MEMORY = 10_000
 SMALL_RUN_TASKS = 200
 BIG_RUN_COALESCE_SECONDS = 0.02
 
@@ -144,6 +146,10 @@ class Coordinator:
         # run id -> this coordinator's copy of the run's tasks (engine/run_state.py).
         self._states: dict[str, RunState] = {}
         self.reloads = 0  # full reads of a run after the first (the copy had gone stale)
+        # Runs this coordinator saw finish, oldest first. Reports that land while a run's last
+        # pass is being made still send their events; answering those from a full read would
+        # read every task of a finished run again (and keep its copy cached).
+        self._finished: dict[str, None] = {}
         self._run_locks: dict[str, list[Any]] = {}  # run id -> [lock, users]
         # Runs the last sweep found with finished tasks nobody had looked at yet.
         self._unsettled_seen: set[str] = set()
@@ -319,6 +325,8 @@ class Coordinator:
         # Skips and template failures can unblock further tasks at once, so decide again
         # until a pass changes no task status.
         with logcontext.bind(run_id):
+            if await self._still_finished(run_id):
+                return
             for _ in range(1000):
                 if not await self._advance_pass(run_id, prefetched):
                     return
@@ -415,8 +423,9 @@ class Coordinator:
             if task.id in won:
                 await start_child(self.store, self.broker, run, task, rendered)
         self.kill([k for k in decision.kills if k in won])
+        if RunStatus(state.run.status).terminal:
+            self._forget(run_id)
         if updated is not None and RunStatus(updated.status).terminal:
-            self._states.pop(run_id, None)
             self._notify_finished(updated)
             metrics.observe_run(updated)
             tracing.record_completion(updated)
@@ -432,6 +441,24 @@ class Coordinator:
                 for c in decision.task_changes
             )
         )
+
+    async def _still_finished(self, run_id: str) -> bool:
+        """Whether a run this coordinator saw finish is still finished with every task
+        settled, from a read of its row and its unsettled tasks only (no pass is then due)."""
+        if run_id not in self._finished or run_id in self._states:
+            return False
+        delta = await self._reads.submit((run_id, False))
+        if RunStatus(delta.run.status).terminal and not delta.rows:
+            return True
+        self._finished.pop(run_id, None)  # reopened (a retry, a rerun), or late reports
+        return False
+
+    def _forget(self, run_id: str) -> None:
+        """Drop a finished run's copy; remember that it finished."""
+        self._states.pop(run_id, None)
+        self._finished[run_id] = None
+        while len(self._finished) > FINISHED_MEMORY:
+            self._finished.pop(next(iter(self._finished)))
 
     async def _reserve_local(self, decision: Decision) -> list[TaskRecord]:
         """Tasks the pass queues that this process's worker can claim in the pass's own write:
