@@ -123,6 +123,11 @@ class Settings(BaseSettings):
     http_deny_private: bool = Field(
         default=False, description="HTTP tasks may not reach loopback or private addresses"
     )
+    gc_threshold: list[int] = Field(
+        default_factory=lambda: [50_000, 20, 100],
+        description="The process's garbage collector thresholds (gc.set_threshold), set by a "
+        "node while it runs; [] keeps Python's (700, 10, 10)",
+    )
     log_level: str = "info"
     log_format: Literal["text", "json"] = Field(
         default="text", description="text | json (one object a line, with run/task/attempt ids)"
@@ -136,6 +141,13 @@ class Settings(BaseSettings):
     def _split(cls, value: Any) -> Any:
         if isinstance(value, str):
             return [v for v in value.split(",") if v]
+        return value
+
+    @field_validator("gc_threshold")
+    @classmethod
+    def _gc_threshold(cls, value: list[int]) -> list[int]:
+        if len(value) not in (0, 3) or any(v < 0 for v in value):
+            raise ValueError("gc_threshold takes three counts >= 0, or [] for Python's own")
         return value
 
     @field_validator("http_allow_networks")
