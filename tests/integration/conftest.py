@@ -21,11 +21,13 @@ import pytest
 from tests.contract.store_services import POSTGRES_URL, drop_postgres, open_postgres, with_option
 from tests.integration.cluster import Cluster
 from treadle.api.app import create_app
+from treadle.broker.memory import MemoryBroker
 from treadle.config import Settings
 from treadle.engine.node import Node
 from treadle.engine.service import EngineService
 from treadle.model.states import RunStatus
 from treadle.secrets.vault import generate_key
+from treadle.store.factory import open_store
 from treadle.store.records import RunRecord, TaskRecord
 
 
@@ -100,6 +102,21 @@ async def service(store_url: str) -> AsyncIterator[EngineService]:
         yield svc
     finally:
         await node.stop()
+
+
+@pytest.fixture
+async def bare_service(store_url: str) -> AsyncIterator[EngineService]:
+    """A store and the in-process broker with no coordinator or worker running: the test
+    drives the engine's steps itself."""
+    store = open_store(store_url)
+    await store.migrate()
+    broker = MemoryBroker()
+    await broker.connect()
+    try:
+        yield EngineService(store, broker, queue_rates={})
+    finally:
+        await broker.close()
+        await store.close()
 
 
 @pytest.fixture

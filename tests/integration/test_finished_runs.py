@@ -9,11 +9,9 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from tests.integration.conftest import BOTH_STORES
-from treadle.broker.memory import MemoryBroker
 from treadle.engine.coordinator import Coordinator, CoordinatorSettings
 from treadle.engine.service import EngineService
 from treadle.model.states import AttemptStatus, RunStatus, TaskStatus
-from treadle.store.factory import open_store
 from treadle.store.records import AttemptOutcome
 
 pytestmark = BOTH_STORES
@@ -33,35 +31,28 @@ def count_calls(store: Any, names: tuple[str, ...]) -> list[str]:
     return seen
 
 
-async def test_a_late_event_for_a_finished_run_reads_no_tasks(store_url: str) -> None:
-    store = open_store(store_url)
-    await store.migrate()
-    broker = MemoryBroker()
-    await broker.connect()
-    try:
-        service = EngineService(store, broker, queue_rates={})
-        run = await service.start_run({"name": "one", "tasks": [{"name": "a", "kind": "noop"}]})
-        ((task, attempt),) = await store.claim_next("default", 1, "w1", 30.0)
-        completed = TaskStatus.COMPLETED.value
-        outcome = AttemptOutcome(attempt.id, task.id, AttemptStatus.COMPLETED.value, completed)
-        assert await store.finish_attempts([outcome]) == [attempt.id]
-        coordinator = Coordinator(store, broker, CoordinatorSettings())
-        await coordinator.advance([run.id])
-        assert (await store.get_run(run.id)).status == RunStatus.COMPLETED.value
-        assert coordinator.pass_read(run.id) is None  # no copy kept
+async def test_a_late_event_for_a_finished_run_reads_no_tasks(bare_service: EngineService) -> None:
+    service = bare_service
+    store, broker = service.store, service.broker
+    run = await service.start_run({"name": "one", "tasks": [{"name": "a", "kind": "noop"}]})
+    ((task, attempt),) = await store.claim_next("default", 1, "w1", 30.0)
+    completed = TaskStatus.COMPLETED.value
+    outcome = AttemptOutcome(attempt.id, task.id, AttemptStatus.COMPLETED.value, completed)
+    assert await store.finish_attempts([outcome]) == [attempt.id]
+    coordinator = Coordinator(store, broker, CoordinatorSettings())
+    await coordinator.advance([run.id])
+    assert (await store.get_run(run.id)).status == RunStatus.COMPLETED.value
+    assert coordinator.pass_read(run.id) is None  # no copy kept
 
-        full_reads = count_calls(store, ("get_tasks", "get_tasks_many"))
-        await coordinator.advance([run.id])  # a report's event arriving after the last pass
-        assert full_reads == []
-        assert coordinator.pass_read(run.id) is None
+    full_reads = count_calls(store, ("get_tasks", "get_tasks_many"))
+    await coordinator.advance([run.id])  # a report's event arriving after the last pass
+    assert full_reads == []
+    assert coordinator.pass_read(run.id) is None
 
-        # Reopened by an operator: the next event is an ordinary pass, which queues the task.
-        await service.control.apply("rerun", "task", task.id, None, "test")
-        await coordinator.advance([run.id])
-        assert full_reads, "a reopened run is read whole"
-        (again,) = await store.get_tasks(run.id)
-        assert again.status == TaskStatus.QUEUED.value
-        assert (await store.get_run(run.id)).status == RunStatus.RUNNING.value
-    finally:
-        await broker.close()
-        await store.close()
+    # Reopened by an operator: the next event is an ordinary pass, which queues the task.
+    await service.control.apply("rerun", "task", task.id, None, "test")
+    await coordinator.advance([run.id])
+    assert full_reads, "a reopened run is read whole"
+    (again,) = await store.get_tasks(run.id)
+    assert again.status == TaskStatus.QUEUED.value
+    assert (await store.get_run(run.id)).status == RunStatus.RUNNING.value
