@@ -11,7 +11,6 @@ import functools
 import logging
 import uuid
 from abc import ABC, abstractmethod
-from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
@@ -43,6 +42,7 @@ from treadle.model.states import AttemptStatus, TaskStatus
 from treadle.store import schema as t
 from treadle.store.claims import claimed_pairs
 from treadle.store.delta import ACTIVE_STATUSES, RunDelta, fingerprinted_rows
+from treadle.store.immutable_cache import ImmutableColumns
 from treadle.store.records import (
     LIGHT_TASK_FIELDS,
     AttemptOutcome,
@@ -210,7 +210,6 @@ _INSERT_EVENTS = insert(t.events)
 # can be megabytes of JSON for a big graph) once this process has seen them.
 _RUN_LIGHT_COLUMNS = [c for c in t.runs.c if c.name not in ("definition", "inputs")]
 _GET_RUN_LIGHT = _repeated(select(*_RUN_LIGHT_COLUMNS).where(t.runs.c.id == bindparam("run_id")))
-_IMMUTABLE_CACHE_RUNS = 2000
 
 # The coordinator's per-pass read (``load_run_deltas``), for any number of runs: each run's
 # fingerprint (task count, sum of versions of the rows not queued or running) joined to its
@@ -449,7 +448,7 @@ class SqlStore(SqlTokensMixin, SqlTriggersMixin, SqlSecretsMixin, ABC):
     def __init__(self, engine: AsyncEngine, url: str) -> None:
         self.engine = engine
         self.url = url
-        self._immutable: OrderedDict[str, tuple[Any, Any]] = OrderedDict()
+        self._immutable = ImmutableColumns()
 
     # -- plumbing -------------------------------------------------------------------------
     @asynccontextmanager
@@ -841,9 +840,7 @@ class SqlStore(SqlTokensMixin, SqlTriggersMixin, SqlSecretsMixin, ABC):
         return run_record(m, *immutable)
 
     def _remember_run(self, run: RunRecord) -> None:
-        self._immutable[run.id] = (run.definition, run.inputs)
-        while len(self._immutable) > _IMMUTABLE_CACHE_RUNS:
-            self._immutable.popitem(last=False)
+        self._immutable.remember(run)
 
     async def apply_decision(
         self,

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections import OrderedDict
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from datetime import timedelta
@@ -27,6 +26,7 @@ from sqlalchemy.pool import StaticPool
 from treadle.errors import ServiceUnavailable
 from treadle.store import sqlite_hot
 from treadle.store.claims import claimed_pairs
+from treadle.store.immutable_cache import ImmutableColumns
 from treadle.store.records import AttemptOutcome, AttemptRecord, TaskRecord
 from treadle.store.sql import REPEATED_STATEMENTS, SqlStore
 from treadle.store.sqlite_fast import FastStatements
@@ -110,7 +110,7 @@ class SqliteStore(SqlStore):
         self._fast = FastStatements(engine.dialect, REPEATED_STATEMENTS)
         self.engine = None  # type: ignore[assignment]
         self.url = f"sqlite:///{path}"
-        self._immutable = OrderedDict()
+        self._immutable = ImmutableColumns()
         # One shared connection, kept open: transactions from concurrent coroutines take turns.
         self._lock = asyncio.Lock()
         self._conn: Connection | None = None
