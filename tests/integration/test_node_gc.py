@@ -25,6 +25,23 @@ async def test_a_node_sets_the_thresholds_and_restores_them(tmp_path: Path) -> N
     assert gc.get_threshold() == before
 
 
+async def test_overlapping_nodes_give_the_thresholds_back_when_the_last_stops(
+    tmp_path: Path,
+) -> None:
+    before = gc.get_threshold()
+    first = Node(settings_for(f"sqlite:///{tmp_path}/a.db"), ["coordinator", "worker"])
+    second = Node(settings_for(f"sqlite:///{tmp_path}/b.db"), ["coordinator", "worker"])
+    await first.start()
+    await second.start()
+    try:
+        await first.stop()
+        assert gc.get_threshold() == (50_000, 20, 100)  # the second still runs
+    finally:
+        await first.stop()
+        await second.stop()
+    assert gc.get_threshold() == before
+
+
 async def test_an_empty_list_keeps_the_interpreter_thresholds(tmp_path: Path) -> None:
     before = gc.get_threshold()
     settings = settings_for(f"sqlite:///{tmp_path}/t.db", gc_threshold=[])

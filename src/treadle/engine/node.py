@@ -27,6 +27,9 @@ from treadle.worker.worker import Worker, WorkerSettings
 log = logging.getLogger(__name__)
 
 DEFINITION_SUFFIXES = (".yaml", ".yml", ".json")
+# Running nodes that set the thresholds, and what the first of them found: the process gets
+# those back when the last of them stops (nodes may start and stop in any order).
+_GC_NODES: list[tuple[int, int, int]] = []
 
 
 class Node:
@@ -38,7 +41,7 @@ class Node:
         self.service: EngineService | None = None
         self.vault: Vault | None = None
         self._advancer: Coordinator | None = None  # a worker-only node's own coordinator
-        self._gc_before: tuple[int, int, int] | None = None
+        self._gc_tuned = False
 
     def _tune_gc(self) -> None:
         """Collect young objects less often than Python's default: a task's records live from
@@ -46,9 +49,18 @@ class Node:
         allocations, so each one was traced again and again, and promoted objects brought on
         full collections of the whole heap (14% of an embedded 100,000-task run's time)."""
         wanted = self.settings.gc_threshold
-        if wanted and self._gc_before is None:
-            self._gc_before = gc.get_threshold()
+        if wanted and not self._gc_tuned:
+            self._gc_tuned = True
+            _GC_NODES.append(_GC_NODES[0] if _GC_NODES else gc.get_threshold())
             gc.set_threshold(*wanted)
+
+    def _untune_gc(self) -> None:
+        """Give the process its thresholds back once the last node that set them stops."""
+        if self._gc_tuned:
+            self._gc_tuned = False
+            found = _GC_NODES.pop()
+            if not _GC_NODES:
+                gc.set_threshold(*found)
 
     async def start(self) -> EngineService:
         import_modules(self.settings.imports)
@@ -121,9 +133,7 @@ class Node:
         return service
 
     async def stop(self) -> None:
-        if self._gc_before is not None:
-            gc.set_threshold(*self._gc_before)
-            self._gc_before = None
+        self._untune_gc()
         service = self.service
         if service is None:
             return
