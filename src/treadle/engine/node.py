@@ -27,9 +27,29 @@ from treadle.worker.worker import Worker, WorkerSettings
 log = logging.getLogger(__name__)
 
 DEFINITION_SUFFIXES = (".yaml", ".yml", ".json")
-# Running nodes that set the thresholds, and what the first of them found: the process gets
-# those back when the last of them stops (nodes may start and stop in any order).
-_GC_NODES: list[tuple[int, int, int]] = []
+
+
+class _GcTuning:
+    """How many running nodes set the collector's thresholds, and what the first of them
+    found: the process gets those back when the last of them stops, in whatever order."""
+
+    def __init__(self) -> None:
+        self.nodes = 0
+        self.found = gc.get_threshold()
+
+    def take(self, wanted: Sequence[int]) -> None:
+        if self.nodes == 0:
+            self.found = gc.get_threshold()
+        self.nodes += 1
+        gc.set_threshold(*wanted)
+
+    def give_back(self) -> None:
+        self.nodes -= 1
+        if self.nodes == 0:
+            gc.set_threshold(*self.found)
+
+
+_GC_TUNING = _GcTuning()
 
 
 class Node:
@@ -51,16 +71,13 @@ class Node:
         wanted = self.settings.gc_threshold
         if wanted and not self._gc_tuned:
             self._gc_tuned = True
-            _GC_NODES.append(_GC_NODES[0] if _GC_NODES else gc.get_threshold())
-            gc.set_threshold(*wanted)
+            _GC_TUNING.take(wanted)
 
     def _untune_gc(self) -> None:
         """Give the process its thresholds back once the last node that set them stops."""
         if self._gc_tuned:
             self._gc_tuned = False
-            found = _GC_NODES.pop()
-            if not _GC_NODES:
-                gc.set_threshold(*found)
+            _GC_TUNING.give_back()
 
     async def start(self) -> EngineService:
         import_modules(self.settings.imports)

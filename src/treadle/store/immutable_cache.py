@@ -41,7 +41,7 @@ class ImmutableColumns:
         return None if entry is None else (entry[0], entry[1])
 
     def remember(self, run: RunRecord) -> None:
-        tasks = run.definition.get("tasks") if isinstance(run.definition, dict) else None
+        tasks = run.definition.get("tasks")
         weight = 1 + (len(tasks) if isinstance(tasks, list) else 0)
         old = self._entries.pop(run.id, None)
         if old is not None:
